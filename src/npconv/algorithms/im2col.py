@@ -1,0 +1,137 @@
+"""``im2col``: unroll input patches into a column matrix, then one batched GEMM on BLAS.
+
+For each image the column matrix holds, for every (channel, kernel offset) row, the input
+value each output position sees through that offset::
+
+    cols[c * K + k, p] = x_pad[c, p * stride + k * dilation]       K = prod(kernel)
+
+so that, group by group, ``out[g] = weight[g] (Og, Cg*K) @ cols[g] (Cg*K, P)``.  The full
+matrix is ``C_in * K`` times the output's spatial size (81x the output for a 9x9 kernel),
+so it is built in chunks -- several whole images, or a range of output positions of one
+image -- that fit the workspace cap (:func:`npconv.set_workspace_limit`).  Zero padding is
+never materialised: the Numba kernel writes zeros where a patch leaves the input.
+
+Ranks 1 and 2 run as rank 3 with leading size-1 dims.
+
+Threads: BLAS owns the cores.  The column fill is a single-threaded Numba kernel: a
+parallel fill alternating with multi-threaded GEMMs made the two thread pools fight (a
+flat ~8 ms per call, see PERFORMANCE.md), and one core fills faster than BLAS multiplies.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, uint64
+
+from ..config import get_workspace_limit
+from .base import Algorithm
+
+# Rough machine constants for the cost model (2-core Zen 4, see PERFORMANCE.md).
+GEMM_FLOPS_PER_SECOND = 150e9
+COPY_BYTES_PER_SECOND = 10e9
+# Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
+# 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
+CHUNK_BYTES = 8 * 2**20
+
+
+@njit(cache=True)
+def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
+    """Write output positions ``p0 .. p0 + cols.shape[2]`` of images ``n0 ..`` into ``cols``.
+
+    x: (N, C, D, H, W) and cols: (nb, C * KD*KH*KW, pc), both C-contiguous; the 3-vectors
+    give each spatial dim.  Indexing is flat and unsigned: Numba's negative-index handling
+    on signed indices stops the copy loops from vectorising (3x slower).
+    """
+    nb, rows, pc = cols.shape
+    channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    kd_n, kh_n, kw_n = kernel[0], kernel[1], kernel[2]
+    sd, sh, sw = stride[0], stride[1], stride[2]
+    dd, dh, dw = dilation[0], dilation[1], dilation[2]
+    pd, ph, pw = pad[0], pad[1], pad[2]
+    out_h, out_w = out_size[1], out_size[2]
+    kvol = kd_n * kh_n * kw_n
+    src, dst = x.ravel(), cols.ravel()
+    for job in range(nb * rows):
+        b, row = job // rows, job % rows
+        c, k = row // kvol, row % kvol
+        kd, kh, kw = k // (kh_n * kw_n), (k // kw_n) % kh_n, k % kw_n
+        plane = ((n0 + b) * channels + c) * in_d  # index of (image, channel) in x's (N*C*D) planes
+        shift_w = kw * dw - pw
+        # output columns ow with 0 <= ow * sw + shift_w < in_w read inside the input
+        first = min(max(0, -(shift_w // sw)), out_w)
+        last = max(first, min(out_w, (in_w - 1 - shift_w) // sw + 1))
+        for line in range(p0 // out_w, (p0 + pc - 1) // out_w + 1):  # output rows (od, oh) touched
+            ow0, ow1 = max(p0 - line * out_w, 0), min(p0 + pc - line * out_w, out_w)
+            base = job * pc + line * out_w - p0  # dst index of this row's column 0 (ow0 + base >= 0)
+            i_d = (line // out_h) * sd + kd * dd - pd
+            i_h = (line % out_h) * sh + kh * dh - ph
+            lo, hi = ow1, ow1  # the columns [lo, hi) of [ow0, ow1) that read inside the input
+            if 0 <= i_d < in_d and 0 <= i_h < in_h:
+                lo = min(max(ow0, first), ow1)
+                hi = max(min(ow1, last), lo)
+            for ow in range(ow0, lo):
+                dst[uint64(base + ow)] = 0
+            start = uint64(((plane + i_d) * in_h + i_h) * in_w + lo * sw + shift_w)
+            for j in range(hi - lo):
+                dst[uint64(base + lo + j)] = src[start + uint64(j * sw)]
+            for ow in range(hi, ow1):
+                dst[uint64(base + ow)] = 0
+
+
+def _as_3d(values, fill):
+    return np.array((fill,) * (3 - len(values)) + tuple(values), dtype=np.int64)
+
+
+def chunking(geom, limit):
+    """``(images, positions)`` per chunk of at most ``min(limit, CHUNK_BYTES)`` bytes where possible.
+
+    Whole images when one fits, else part of one; at least one column (``C_in * K`` values).
+    """
+    limit = min(limit, CHUNK_BYTES)
+    column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+    positions = math.prod(geom.out_size)
+    if column_bytes * positions <= limit:
+        return max(1, min(geom.batch, limit // (column_bytes * positions))), positions
+    return 1, max(1, limit // column_bytes)
+
+
+class Im2col(Algorithm):
+    name = "im2col"
+
+    def why_unsupported(self, geom):
+        if geom.rank > 3:
+            return f"it handles 1 to 3 spatial dims, got {geom.rank}"
+        return None
+
+    def workspace_bytes(self, geom):
+        images, positions = chunking(geom, get_workspace_limit())
+        return images * min(positions, math.prod(geom.out_size)) * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+
+    def estimated_seconds(self, geom):
+        column_bytes = geom.batch * math.prod(geom.out_size) * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+        return geom.flops / GEMM_FLOPS_PER_SECOND + 2 * column_bytes / COPY_BYTES_PER_SECOND
+
+    def run(self, x, weight, geom, out):
+        groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+        kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
+        rows = geom.in_channels * kvol
+        images, chunk = chunking(geom, get_workspace_limit())
+        buffer = np.empty(images * rows * min(chunk, positions), dtype=geom.dtype)
+        x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
+        w_groups = weight.reshape(groups, og, cg * kvol)  # (G, Og, Cg*K)
+        out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
+        params = (
+            _as_3d(geom.kernel, 1), _as_3d(geom.stride, 1), _as_3d(geom.dilation, 1),
+            _as_3d([lo for lo, _ in geom.padding], 0), _as_3d(geom.out_size, 1),
+        )
+        for n0 in range(0, geom.batch, images):
+            nb = min(images, geom.batch - n0)
+            for p0 in range(0, positions, chunk):
+                pc = min(chunk, positions - p0)
+                cols = buffer[: nb * rows * pc].reshape(nb, rows, pc)  # (nb, C*K, pc)
+                fill_columns(x3, cols, n0, p0, *params)
+                np.matmul(
+                    w_groups,
+                    cols.reshape(nb, groups, cg * kvol, pc),  # (nb, G, Cg*K, pc)
+                    out=out_groups[n0 : n0 + nb, :, :, p0 : p0 + pc],  # (nb, G, Og, pc)
+                )

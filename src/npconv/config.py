@@ -1,0 +1,42 @@
+"""Process-wide settings: the workspace cap and the thread count.
+
+This is the one place that sets threads, for Numba's kernels and BLAS together, so the
+two pools never oversubscribe the cores.
+"""
+
+import os
+
+import numba
+from threadpoolctl import threadpool_limits
+
+DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
+_workspace_limit = int(os.environ.get("NPCONV_WORKSPACE_LIMIT", DEFAULT_WORKSPACE_LIMIT))
+
+
+def set_workspace_limit(nbytes):
+    """Cap the scratch memory (bytes) an algorithm may allocate per call; returns the old cap."""
+    global _workspace_limit
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"set_workspace_limit: nbytes must be a positive int, got {nbytes!r}")
+    old, _workspace_limit = _workspace_limit, nbytes
+    return old
+
+
+def get_workspace_limit():
+    """The scratch-memory cap in bytes (default 64 MiB, or ``$NPCONV_WORKSPACE_LIMIT``)."""
+    return _workspace_limit
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for both Numba kernels and BLAS."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(
+            f"set_num_threads: n must be an int in [1, {numba.config.NUMBA_NUM_THREADS}], got {n!r}"
+        )
+    numba.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads():
+    """The thread count Numba kernels use (BLAS is kept equal by :func:`set_num_threads`)."""
+    return numba.get_num_threads()

@@ -1,0 +1,35 @@
+"""The dtype rule shared by every operation.
+
+Accepted: float16, float32 and float64 arrays.  Mixed inputs promote as NumPy does
+(``np.result_type``): float32 with float64 gives float64, float16 with float32 gives
+float32.  The result has the promoted dtype; float16 is computed in float32 and rounded
+back to float16 at the end.
+"""
+
+import numpy as np
+
+ACCEPTED = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def result_dtypes(op, **arrays):
+    """Return ``(compute_dtype, result_dtype)`` for the named arrays, or raise TypeError."""
+    for name, array in arrays.items():
+        if array is not None and array.dtype not in ACCEPTED:
+            raise TypeError(
+                f"{op}: {name} has dtype {array.dtype}; accepted dtypes are "
+                "float16, float32 and float64"
+            )
+    result = np.result_type(*(a.dtype for a in arrays.values() if a is not None))
+    compute = np.dtype(np.float32) if result == np.float16 else result
+    return compute, result
+
+
+def as_array(op, name, value):
+    """``np.asarray`` that turns unconvertible input into a TypeError naming the argument."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{op}: {name} must be an array of floats, got {type(value).__name__}") from exc
+    return array

@@ -1,0 +1,1 @@
+"""Naive reference implementations: obviously correct, slow, never imported by a fast path."""
