@@ -12,14 +12,14 @@ ACCEPTED = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def result_dtypes(op, **arrays):
-    """Return ``(compute_dtype, result_dtype)`` for the named arrays, or raise TypeError."""
+    """Return ``(compute_dtype, result_dtype)`` (native byte order) for the named arrays, or raise TypeError."""
     for name, array in arrays.items():
-        if array is not None and array.dtype not in ACCEPTED:
+        if array is not None and array.dtype.newbyteorder("=") not in ACCEPTED:
             raise TypeError(
                 f"{op}: {name} has dtype {array.dtype}; accepted dtypes are "
                 "float16, float32 and float64"
             )
-    result = np.result_type(*(a.dtype for a in arrays.values() if a is not None))
+    result = np.result_type(*(a.dtype.newbyteorder("=") for a in arrays.values() if a is not None))
     compute = np.dtype(np.float32) if result == np.float16 else result
     return compute, result
 

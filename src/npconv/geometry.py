@@ -137,6 +137,8 @@ def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, g
         )
     if min(w_shape) < 1:
         raise ValueError(f"{op}: weight has a zero-size dim, shape {w_shape}")
+    if min(x_shape[1:]) < 1:
+        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x_shape}")
     (groups,) = int_tuple(op, "groups", groups, 1, 1)
     out_channels, in_per_group, kernel = w_shape[0], w_shape[1], tuple(w_shape[2:])
     batch, in_channels, in_size = x_shape[0], x_shape[1], tuple(x_shape[2:])

@@ -2,9 +2,11 @@
 
 from ..reference.direct import Direct
 from .base import Algorithm
+from .depthwise import Depthwise
 from .im2col import Im2col
+from .pointwise import Pointwise
 
-REGISTRY = {alg.name: alg for alg in (Direct(), Im2col())}
+REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise())}
 
 
 def algorithm_names():

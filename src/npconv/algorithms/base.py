@@ -1,6 +1,20 @@
 """The interface every convolution algorithm implements."""
 
+import numpy as np
+
 from ..errors import UnsupportedAlgorithmError
+
+# Rough machine constants for the cost models (2-core Zen 4 with AVX-512, see PERFORMANCE.md).
+GEMM_FLOPS_PER_SECOND = 150e9
+COPY_BYTES_PER_SECOND = 10e9
+
+
+def as_3d(values, fill):
+    """Per-dim ``values`` of a rank-1..3 geometry as an int64 3-vector, led by ``fill``.
+
+    Numba kernels written for 3 spatial dims run ranks 1 and 2 with leading size-1 dims.
+    """
+    return np.array((fill,) * (3 - len(values)) + tuple(values), dtype=np.int64)
 
 
 class Algorithm:

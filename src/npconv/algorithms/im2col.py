@@ -24,11 +24,8 @@ import numpy as np
 from numba import njit, uint64
 
 from ..config import get_workspace_limit
-from .base import Algorithm
+from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm, as_3d
 
-# Rough machine constants for the cost model (2-core Zen 4, see PERFORMANCE.md).
-GEMM_FLOPS_PER_SECOND = 150e9
-COPY_BYTES_PER_SECOND = 10e9
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
 CHUNK_BYTES = 8 * 2**20
@@ -78,10 +75,6 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
                 dst[uint64(base + ow)] = 0
 
 
-def _as_3d(values, fill):
-    return np.array((fill,) * (3 - len(values)) + tuple(values), dtype=np.int64)
-
-
 def chunking(geom, limit):
     """``(images, positions)`` per chunk of at most ``min(limit, CHUNK_BYTES)`` bytes where possible.
 
@@ -121,8 +114,8 @@ class Im2col(Algorithm):
         w_groups = weight.reshape(groups, og, cg * kvol)  # (G, Og, Cg*K)
         out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
         params = (
-            _as_3d(geom.kernel, 1), _as_3d(geom.stride, 1), _as_3d(geom.dilation, 1),
-            _as_3d([lo for lo, _ in geom.padding], 0), _as_3d(geom.out_size, 1),
+            as_3d(geom.kernel, 1), as_3d(geom.stride, 1), as_3d(geom.dilation, 1),
+            as_3d([lo for lo, _ in geom.padding], 0), as_3d(geom.out_size, 1),
         )
         for n0 in range(0, geom.batch, images):
             nb = min(images, geom.batch - n0)

@@ -1,0 +1,52 @@
+"""``pointwise``: a 1x1 convolution as a batched GEMM, with no column matrix.
+
+With a 1x1 kernel each output position sees one input position, so per image and group::
+
+    out[n, g] (Og, P) = weight[g] (Og, Cg) @ x[n, g, :, ::stride] (Cg, P)
+
+At stride 1 the input is used in place; at larger strides the subsampled images are
+copied, a chunk of images at a time, under the workspace cap.  Any rank, dilation and
+group count; no padding (a padded 1x1 border is just zeros, left to ``im2col``).
+"""
+
+import math
+
+import numpy as np
+
+from ..config import get_workspace_limit
+from .base import GEMM_FLOPS_PER_SECOND, Algorithm
+
+
+class Pointwise(Algorithm):
+    name = "pointwise"
+
+    def why_unsupported(self, geom):
+        if any(k != 1 for k in geom.kernel):
+            return f"it needs a 1x1 kernel, got kernel {geom.kernel}"
+        if any(pair != (0, 0) for pair in geom.padding):
+            return f"it takes no padding, got {geom.padding}"
+        return None
+
+    def _images_per_chunk(self, geom):
+        image_bytes = geom.in_channels * math.prod(geom.out_size) * geom.dtype.itemsize
+        return max(1, min(geom.batch, get_workspace_limit() // image_bytes))
+
+    def workspace_bytes(self, geom):
+        if all(s == 1 for s in geom.stride):
+            return 0
+        return self._images_per_chunk(geom) * geom.in_channels * math.prod(geom.out_size) * geom.dtype.itemsize
+
+    def estimated_seconds(self, geom):
+        return geom.flops / GEMM_FLOPS_PER_SECOND
+
+    def run(self, x, weight, geom, out):
+        groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+        positions = math.prod(geom.out_size)
+        sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
+        w_groups = weight.reshape(groups, og, cg)  # (G, Og, Cg)
+        out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
+        images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
+        for n0 in range(0, geom.batch, images):
+            chunk = np.ascontiguousarray(sub[n0 : n0 + images])  # a view at stride 1
+            np.matmul(w_groups, chunk.reshape(len(chunk), groups, cg, positions),  # (nb, G, Cg, P)
+                      out=out_groups[n0 : n0 + images])

@@ -1,0 +1,47 @@
+"""depthwise specifics: which geometries it takes; channel multipliers and odd strides."""
+
+import numpy as np
+import pytest
+
+import npconv
+from npconv.algorithms import REGISTRY, select
+from npconv.geometry import conv_geometry
+
+from ..conftest import assert_matches_torch, random_conv_inputs
+
+DEPTHWISE = REGISTRY["depthwise"]
+
+
+def geometry(x_shape, w_shape, groups):
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, stride=1, padding=0, dilation=1,
+                            groups=groups, padding_mode="zeros", dtype=np.float32)
+    return geom
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups, reason", [
+    ((1, 4, 6, 6), (4, 2, 3, 3), 2, "needs groups == in_channels, got groups=2, in_channels=4"),
+    ((1, 2, 3, 3, 3, 3), (2, 1, 1, 1, 1, 1), 2, "handles 1 to 3 spatial dims, got 4"),
+])
+def test_declines_with_reason(x_shape, w_shape, groups, reason):
+    geom = geometry(x_shape, w_shape, groups)
+    with pytest.raises(npconv.UnsupportedAlgorithmError, match="'depthwise' cannot compute this convolution: it " + reason):
+        DEPTHWISE.check(geom)
+
+
+@pytest.mark.parametrize("multiplier", [1, 3])
+@pytest.mark.parametrize("kernel, stride, dilation, padding", [
+    ((3, 3), 1, 1, 1),
+    ((3, 3), 2, 1, 1),
+    ((5, 2), (2, 3), (1, 2), ((2, 0), (1, 3))),
+    ((7, 7), 1, 1, 3),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_torch(rng, multiplier, kernel, stride, dilation, padding, dtype):
+    x, w, b = random_conv_inputs(rng, (2, 5, 13, 11), (5 * multiplier, 1, *kernel), dtype=dtype)
+    y = npconv.conv2d(x, w, b, stride=stride, dilation=dilation, padding=padding, groups=5, algo="depthwise")
+    assert_matches_torch(y, x, w, b, stride=stride, dilation=dilation, padding=padding, groups=5)
+
+
+def test_auto_prefers_depthwise_for_depthwise_layers():
+    geom = geometry((1, 32, 56, 56), (32, 1, 3, 3), 32)
+    assert select("test", geom, "auto").name == "depthwise"

@@ -1,0 +1,73 @@
+"""im2col specifics: how it chunks the column matrix under the workspace cap."""
+
+import math
+
+import numpy as np
+import pytest
+
+from npconv.algorithms import REGISTRY
+from npconv.algorithms.im2col import chunking
+from npconv.geometry import conv_geometry
+
+GEOMETRIES = {
+    # name: (x shape, weight shape, params)
+    "1d": ((3, 2, 17), (4, 2, 3), {"stride": 2, "padding": 1}),
+    "2d": ((5, 3, 9, 7), (4, 3, 3, 3), {"dilation": 2, "padding": "same"}),
+    "3d-groups": ((2, 4, 5, 4, 6), (2, 2, 2, 3, 2), {"groups": 2}),
+    "batch0": ((0, 3, 6, 6), (4, 3, 3, 3), {}),
+}
+LIMITS = [1, 100, 1024, 4096, 10_000, 2**20, 2**30]
+
+
+def geometry(name, dtype):
+    x_shape, w_shape, params = GEOMETRIES[name]
+    params = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros", **params}
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, dtype=np.dtype(dtype), **params)
+    return geom
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("limit", LIMITS)
+def test_chunking_fits_limit_and_covers_everything(name, dtype, limit):
+    geom = geometry(name, dtype)
+    column = geom.in_channels * math.prod(geom.kernel) * np.dtype(dtype).itemsize  # bytes per output position
+    positions = math.prod(geom.out_size)
+    images, chunk = chunking(geom, limit)
+    assert 1 <= images <= max(geom.batch, 1)
+    assert 1 <= chunk <= positions
+    assert images == 1 or chunk == positions  # several images only when whole
+    if column <= limit:
+        assert images * chunk * column <= limit
+    else:
+        assert (images, chunk) == (1, 1)  # below one column: one position at a time
+    # The chunk grid (images x positions) covers every output exactly once.
+    covered = [
+        (n, p)
+        for n0 in range(0, geom.batch, images)
+        for p0 in range(0, positions, chunk)
+        for n in range(n0, min(n0 + images, geom.batch))
+        for p in range(p0, min(p0 + chunk, positions))
+    ]
+    assert sorted(covered) == [(n, p) for n in range(geom.batch) for p in range(positions)]
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_workspace_bytes_is_the_chunk(name, workspace_limit):
+    workspace_limit(4096)
+    geom = geometry(name, "float64")
+    images, chunk = chunking(geom, 4096)
+    column = geom.in_channels * math.prod(geom.kernel) * 8
+    assert REGISTRY["im2col"].workspace_bytes(geom) == images * chunk * column
+
+
+@pytest.mark.parametrize("rank, supported", [(1, True), (2, True), (3, True), (4, False)])
+def test_supported_ranks(rank, supported):
+    geom, _ = conv_geometry(
+        "test", (1, 1, *(3,) * rank), (1, 1, *(2,) * rank), None,
+        stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", dtype=np.dtype(np.float64),
+    )
+    reason = REGISTRY["im2col"].why_unsupported(geom)
+    assert (reason is None) == supported
+    if not supported:
+        assert "1 to 3 spatial dims, got 4" in reason
