@@ -105,6 +105,8 @@ def _must_support(name, x, w, params):
     rank = np.ndim(w) - 2
     kernel = np.shape(w)[2:]
     groups = params.get("groups", 1)
+    winograd = (rank == 2 and tuple(kernel) == (3, 3) and per_dim(params.get("stride", 1), 2) == (1, 1)
+                and per_dim(params.get("dilation", 1), 2) == (1, 1))
     padding = params.get("padding", 0)
     unpadded = all(lo == hi == 0 for lo, hi in resolve_padding(padding, np.shape(x)[2:], kernel,
                                                                params.get("stride", 1), params.get("dilation", 1)))
@@ -113,6 +115,7 @@ def _must_support(name, x, w, params):
         "im2col": rank <= 3,
         "pointwise": all(k == 1 for k in kernel) and unpadded,
         "depthwise": rank <= 3 and groups == np.shape(x)[1],
+        **dict.fromkeys(("winograd", "winograd2", "winograd4", "winograd6"), winograd),
     }.get(name, False)
 
 

@@ -1,7 +1,14 @@
 """npconv: a convolution engine for Python, exact to PyTorch, on NumPy's BLAS and Numba."""
 
 from .algorithms import algorithm_names as algorithms
-from .config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
+from .config import (
+    get_num_threads,
+    get_precision,
+    get_workspace_limit,
+    set_num_threads,
+    set_precision,
+    set_workspace_limit,
+)
 from .conv import conv, conv1d, conv2d, conv3d
 from .errors import UnsupportedAlgorithmError
 
@@ -15,7 +22,9 @@ __all__ = [
     "conv2d",
     "conv3d",
     "get_num_threads",
+    "get_precision",
     "get_workspace_limit",
     "set_num_threads",
+    "set_precision",
     "set_workspace_limit",
 ]

@@ -27,6 +27,34 @@ def get_workspace_limit():
     return _workspace_limit
 
 
+PRECISIONS = ("highest", "high", "medium")
+_precision = "high"
+
+
+def set_precision(policy):
+    """Which inexact algorithms ``auto`` may use; returns the old policy.
+
+    ``"highest"``: only methods exact up to float rounding (no Winograd, no FFT);
+    ``"high"`` (default): also Winograd F(2,3), F(4,3) and FFT; ``"medium"``: also F(6,3).
+    An algorithm named explicitly with ``algo=`` runs whatever the policy.
+    """
+    global _precision
+    if policy not in PRECISIONS:
+        raise ValueError(f"set_precision: policy must be one of {', '.join(map(repr, PRECISIONS))}, got {policy!r}")
+    old, _precision = _precision, policy
+    return old
+
+
+def get_precision():
+    """The precision policy ``auto`` follows (see :func:`set_precision`)."""
+    return _precision
+
+
+def precision_allows(policy, accuracy):
+    """Whether an algorithm of ``accuracy`` (a policy name) may run under ``policy``."""
+    return PRECISIONS.index(accuracy) <= PRECISIONS.index(policy)
+
+
 def set_num_threads(n):
     """Use ``n`` threads for both Numba kernels and BLAS."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:

@@ -1,12 +1,15 @@
 """The registry of convolution algorithms and the selector behind ``algo="auto"``."""
 
+from ..config import get_precision, precision_allows
 from ..reference.direct import Direct
 from .base import Algorithm
 from .depthwise import Depthwise
 from .im2col import Im2col
 from .pointwise import Pointwise
+from .winograd import Winograd, WinogradAuto
 
-REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise())}
+_WINOGRAD = (Winograd(2, "high"), Winograd(4, "high"), Winograd(6, "medium"))
+REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise(), WinogradAuto(_WINOGRAD), *_WINOGRAD)}
 
 
 def algorithm_names():
@@ -17,11 +20,16 @@ def algorithm_names():
 def select(op, geom, algo):
     """The algorithm to run ``geom`` with: the named one (checked) or, for ``"auto"``, the cheapest.
 
-    ``auto`` ranks the supporting algorithms by their cost model and considers the
-    reference algorithms only when no other supports the geometry.
+    ``auto`` ranks the supporting algorithms that the precision policy allows
+    (:func:`npconv.set_precision`) by their cost model, and considers the reference
+    algorithms only when no other supports the geometry.
     """
     if algo == "auto":
-        supported = [alg for alg in REGISTRY.values() if alg.why_unsupported(geom) is None]
+        policy = get_precision()
+        supported = [
+            alg for alg in REGISTRY.values()
+            if precision_allows(policy, alg.accuracy) and alg.why_unsupported(geom) is None
+        ]
         fast = [alg for alg in supported if not alg.reference] or supported
         return min(fast, key=lambda alg: alg.estimated_seconds(geom))
     if algo not in REGISTRY:

@@ -23,11 +23,13 @@ class Algorithm:
     Subclasses set ``name`` and implement :meth:`why_unsupported`, :meth:`workspace_bytes`,
     :meth:`estimated_seconds` (the cost model ``auto`` ranks by) and :meth:`run`.
     ``reference`` algorithms are exact but slow; ``auto`` picks them only when nothing
-    else supports the geometry.
+    else supports the geometry.  ``accuracy`` is the loosest precision policy an algorithm
+    needs (:func:`npconv.set_precision`): ``"highest"`` for methods exact up to rounding.
     """
 
     name = None
     reference = False
+    accuracy = "highest"
 
     def why_unsupported(self, geom):
         """``None`` when this algorithm can compute ``geom``; otherwise the reason, in words."""

@@ -1,0 +1,248 @@
+"""``winograd``: 3x3 stride-1 convolutions by Winograd minimal filtering F(m x m, 3 x 3).
+
+Each ``m x m`` output tile comes from an ``n x n`` input tile (``n = m + 2``) with ``n^2``
+multiplications per channel pair instead of ``9 m^2`` (Lavin & Gray 2016): 2.25x fewer
+for F(2,3), 4x for F(4,3), 5.06x for F(6,3)::
+
+    out_tile[o] = AT ( sum_c  U[:, :, c, o] * V[:, :, c] ) AT^T
+    U = G w[o, c] G^T     (weights, n x n)      V = BT d_c BT^T     (input tile, n x n)
+
+so for every one of the ``n^2`` transform points the sum over channels is a GEMM:
+``M[p] (tiles, O) = V[p] (tiles, C) @ U[p] (C, O)``, per group.
+
+Layout (after the prototypes in PERFORMANCE.md): the input is copied channels-last with
+its zero padding, a chunk of images at a time; tiles are processed in blocks so V and M
+stay in cache; the input and output transforms are single-threaded Numba kernels
+vectorised over channels, and the GEMMs run on multi-threaded BLAS between them (never
+inside a Numba parallel region).  Transformed weights are cached (:mod:`.weight_cache`).
+
+Transforms come from :mod:`.winograd_transforms` (Cook-Toom, checked exactly).  Accuracy
+falls with m: see the README's table of float32 errors against a float64 reference.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, uint64
+
+from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
+from ..parallel import run_pieces, split
+from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm
+from .weight_cache import WEIGHT_CACHE
+from .winograd_transforms import transforms
+
+# V and M blocks of about this many bytes stay in the L2/L3 caches.
+BLOCK_BYTES = 4 * 2**20
+# Transform kernels: scalar-ish work per transformed value (seconds), measured roughly.
+TRANSFORM_SECONDS_PER_VALUE = 1.0e-9
+
+
+@njit(cache=True, nogil=True)
+def input_transform(xp, bt, v, t0, tiles_h, tiles_w, m):
+    """V[p, g, t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + v.shape[2] of the padded chunk.
+
+    xp: (nb, Hp, Wp, C) channels-last zero-padded images; bt: (n, n); v: (n*n, G, T, Cg).
+    """
+    n = bt.shape[0]
+    channels = xp.shape[3]
+    groups, count, cg = v.shape[1], v.shape[2], v.shape[3]
+    row, plane = xp.shape[2] * channels, xp.shape[1] * xp.shape[2] * channels
+    src, dst = xp.ravel(), v.ravel()
+    tmp = np.empty((n, n, channels), dtype=xp.dtype)  # (BT d)[a, q, c]
+    acc = np.empty(channels, dtype=xp.dtype)
+    flat = tmp.ravel()
+    for tb in range(count):
+        t = t0 + tb
+        img, i, j = t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
+        corner = img * plane + i * m * row + j * m * channels
+        for a in range(n):
+            for q in range(n):
+                out0 = uint64((a * n + q) * channels)
+                for c in range(channels):
+                    flat[out0 + uint64(c)] = 0
+                for k in range(n):
+                    coef = bt[a, k]
+                    if coef != 0:
+                        in0 = uint64(corner + k * row + q * channels)
+                        for c in range(channels):
+                            flat[out0 + uint64(c)] += coef * src[in0 + uint64(c)]
+        for a in range(n):
+            for p in range(n):
+                for c in range(channels):
+                    acc[c] = 0
+                for q in range(n):
+                    coef = bt[p, q]
+                    if coef != 0:
+                        in0 = uint64((a * n + q) * channels)
+                        for c in range(channels):
+                            acc[c] += coef * flat[in0 + uint64(c)]
+                for g in range(groups):
+                    out0 = uint64((((a * n + p) * groups + g) * count + tb) * cg)
+                    for c in range(cg):
+                        dst[out0 + uint64(c)] = acc[g * cg + c]
+
+
+@njit(cache=True, nogil=True)
+def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w):
+    """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
+
+    mm: (n*n, G, T, Og) transform-domain products; at: (m, n); tile t counts from image n0.
+    """
+    m, n = at.shape
+    groups, count, og = mm.shape[1], mm.shape[2], mm.shape[3]
+    channels = groups * og
+    out_h, out_w = out.shape[2], out.shape[3]
+    src, dst = mm.ravel(), out.ravel()
+    tmp = np.empty((m, n, channels), dtype=mm.dtype)  # (AT M)[a, q, o]
+    acc = np.empty(channels, dtype=mm.dtype)
+    flat = tmp.ravel()
+    for tb in range(count):
+        t = t0 + tb
+        img, i, j = n0 + t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
+        for a in range(m):
+            for q in range(n):
+                out0 = uint64((a * n + q) * channels)
+                for c in range(channels):
+                    flat[out0 + uint64(c)] = 0
+                for k in range(n):
+                    coef = at[a, k]
+                    if coef != 0:
+                        for g in range(groups):
+                            in0 = uint64((((k * n + q) * groups + g) * count + tb) * og)
+                            o0 = out0 + uint64(g * og)
+                            for c in range(og):
+                                flat[o0 + uint64(c)] += coef * src[in0 + uint64(c)]
+        rows, cols = min(m, out_h - i * m), min(m, out_w - j * m)
+        for a in range(rows):
+            for p in range(cols):
+                for c in range(channels):
+                    acc[c] = 0
+                for q in range(n):
+                    coef = at[p, q]
+                    if coef != 0:
+                        in0 = uint64((a * n + q) * channels)
+                        for c in range(channels):
+                            acc[c] += coef * flat[in0 + uint64(c)]
+                pixel = uint64(((img * channels) * out_h + i * m + a) * out_w + j * m + p)
+                for c in range(channels):
+                    dst[pixel + uint64(c * out_h * out_w)] = acc[c]
+
+
+def transform_weight(weight, groups, m):
+    """U (n*n, G, Cg, Og) = G w G^T for every (output, input) channel pair, in float64 then cast."""
+    _, g_mat, _ = transforms(m)
+    n = m + 2
+    out_channels, cg = weight.shape[:2]
+    u = np.tensordot(g_mat, weight.astype(np.float64), axes=([1], [2]))  # (n, O, Cg, 3)
+    u = np.tensordot(u, g_mat, axes=([3], [1]))  # (n, O, Cg, n)
+    u = u.reshape(n, groups, out_channels // groups, cg, n)  # (n, G, Og, Cg, n)
+    u = u.transpose(0, 4, 1, 3, 2)  # (n, n, G, Cg, Og)
+    return np.ascontiguousarray(u, dtype=weight.dtype).reshape(n * n, groups, cg, out_channels // groups)
+
+
+def _tiles(geom, m):
+    return tuple(-(-o // m) for o in geom.out_size)
+
+
+class Winograd(Algorithm):
+    """F(m x m, 3 x 3) for one fixed m (``winograd2``, ``winograd4``, ``winograd6``)."""
+
+    def __init__(self, m, accuracy):
+        self.m = m
+        self.name = f"winograd{m}"
+        self.accuracy = accuracy
+
+    def why_unsupported(self, geom):
+        if geom.rank != 2:
+            return f"it handles 2 spatial dims, got {geom.rank}"
+        if geom.kernel != (3, 3):
+            return f"it needs a 3x3 kernel, got {geom.kernel}"
+        if geom.stride != (1, 1):
+            return f"it needs stride 1, got {geom.stride}"
+        if geom.dilation != (1, 1):
+            return f"it needs dilation 1, got {geom.dilation}"
+        return None
+
+    def _plan(self, geom):
+        """``(images per chunk, tiles per block)`` under the workspace cap."""
+        n, item = self.m + 2, geom.dtype.itemsize
+        tiles_h, tiles_w = _tiles(geom, self.m)
+        padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
+        images = max(1, min(geom.batch, get_workspace_limit() // 2 // padded_image))
+        per_tile = n * n * (geom.in_channels + geom.out_channels) * item
+        tiles = max(1, min(images * tiles_h * tiles_w, BLOCK_BYTES // per_tile))
+        return images, tiles
+
+    def workspace_bytes(self, geom):
+        n, item = self.m + 2, geom.dtype.itemsize
+        tiles_h, tiles_w = _tiles(geom, self.m)
+        images, tiles = self._plan(geom)
+        padded = images * (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
+        blocks = n * n * tiles * (geom.in_channels + geom.out_channels) * item
+        weights = n * n * geom.in_per_group * geom.out_channels * item
+        return padded + blocks + weights
+
+    def estimated_seconds(self, geom):
+        n, m = self.m + 2, self.m
+        tiles = geom.batch * math.prod(_tiles(geom, m))
+        gemm_flops = 2 * n * n * tiles * geom.in_per_group * geom.out_channels
+        weight_bytes = n * n * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
+        _, block = self._plan(geom)
+        weight_reads = weight_bytes * -(-tiles // block)  # U streams through once per block
+        transform_values = tiles * n * n * (geom.in_channels + geom.out_channels) * n
+        return (gemm_flops / GEMM_FLOPS_PER_SECOND + weight_reads / COPY_BYTES_PER_SECOND
+                + transform_values * TRANSFORM_SECONDS_PER_VALUE)
+
+    def run(self, x, weight, geom, out):
+        m, n = self.m, self.m + 2
+        at, _, bt = (mat.astype(geom.dtype) for mat in transforms(m))
+        u = WEIGHT_CACHE.get(weight, (self.name, geom.groups), lambda: transform_weight(weight, geom.groups, m))
+        (top, _), (left, _) = geom.padding
+        tiles_h, tiles_w = _tiles(geom, m)
+        images, block = self._plan(geom)
+        groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+        height, width = geom.in_size
+        xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
+        for n0 in range(0, geom.batch, images):
+            nb = min(images, geom.batch - n0)
+            # the chunk's images, channels-last, inside their zero border (N, Hp, Wp, C)
+            xp[:nb, top : top + height, left : left + width] = x[n0 : n0 + nb].transpose(0, 2, 3, 1)
+
+            def work(span, n0=n0):
+                v = np.empty(n * n * groups * block * cg, dtype=geom.dtype)
+                mm = np.empty(n * n * groups * block * og, dtype=geom.dtype)
+                for t0 in range(span[0], span[1], block):
+                    count = min(block, span[1] - t0)
+                    v_block = v[: n * n * groups * count * cg].reshape(n * n, groups, count, cg)  # (n^2, G, T, Cg)
+                    m_block = mm[: n * n * groups * count * og].reshape(n * n, groups, count, og)  # (n^2, G, T, Og)
+                    input_transform(xp, bt, v_block, t0, tiles_h, tiles_w, m)
+                    np.matmul(v_block, u, out=m_block)
+                    output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w)
+
+            run_pieces(work, split(nb * tiles_h * tiles_w, get_num_threads()))
+
+
+class WinogradAuto(Algorithm):
+    """``winograd``: F(m, 3) with m picked by size among the ones the precision policy allows."""
+
+    name = "winograd"
+    accuracy = "high"
+
+    def __init__(self, variants):
+        self.variants = variants
+
+    def pick(self, geom):
+        allowed = [v for v in self.variants if precision_allows(get_precision(), v.accuracy)] or self.variants[:1]
+        return min(allowed, key=lambda v: v.estimated_seconds(geom))
+
+    def why_unsupported(self, geom):
+        return self.variants[0].why_unsupported(geom)
+
+    def workspace_bytes(self, geom):
+        return self.pick(geom).workspace_bytes(geom)
+
+    def estimated_seconds(self, geom):
+        return self.pick(geom).estimated_seconds(geom)
+
+    def run(self, x, weight, geom, out):
+        self.pick(geom).run(x, weight, geom, out)

@@ -1,0 +1,48 @@
+"""Running independent pieces of one convolution on all cores, BLAS single-threaded in each.
+
+A kernel phase (Numba) alternating with a multi-threaded BLAS phase makes two thread
+pools fight for the cores (PERFORMANCE.md: a flat ~8 ms per call).  Instead each core
+takes whole pieces of work -- transform, GEMM, transform -- on a Python thread: the Numba
+kernels release the GIL (``nogil=True``), NumPy releases it around BLAS, and BLAS runs
+single-threaded for the duration, so each core has exactly one owner.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+from threadpoolctl import ThreadpoolController
+
+_pool = None
+_pool_lock = threading.Lock()
+_blas = None
+
+
+def _executor():
+    global _pool, _blas
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="npconv")
+            _blas = ThreadpoolController().select(user_api="blas")
+        return _pool, _blas
+
+
+def split(count, parts):
+    """``parts`` contiguous ``(start, stop)`` ranges covering ``range(count)``, as even as possible."""
+    parts = max(1, min(parts, count))
+    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
+
+
+def run_pieces(work, pieces):
+    """Call ``work(piece)`` for every piece, one per thread of :func:`npconv.get_num_threads`.
+
+    BLAS is single-threaded while the pieces run (when there is more than one).
+    """
+    if len(pieces) <= 1:
+        for piece in pieces:
+            work(piece)
+        return
+    pool, blas = _executor()
+    with blas.limit(limits=1):
+        for future in [pool.submit(work, piece) for piece in pieces]:
+            future.result()

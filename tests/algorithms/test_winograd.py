@@ -1,0 +1,162 @@
+"""winograd specifics: each F(m, 3) against torch, tiling edges, chunking, the weight cache,
+the precision policy."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import npconv
+from npconv.algorithms import REGISTRY, select, winograd
+from npconv.algorithms.weight_cache import WEIGHT_CACHE, WeightCache
+from npconv.geometry import conv_geometry
+
+from ..conftest import assert_matches_torch, random_conv_inputs, torch_conv
+
+VARIANTS = ["winograd", "winograd2", "winograd4", "winograd6"]
+
+
+def geometry(x_shape, w_shape, stride=1, dilation=1, groups=1, dtype=np.float32):
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, stride=stride, padding=1, dilation=dilation,
+                            groups=groups, padding_mode="zeros", dtype=dtype)
+    return geom
+
+
+@pytest.fixture
+def precision():
+    old = npconv.get_precision()
+    yield npconv.set_precision
+    npconv.set_precision(old)
+
+
+def relative_error(y, x, w, **params):
+    expected = torch_conv(x, w, **params)
+    return np.abs(y - expected).max() / np.abs(expected).max()
+
+
+@pytest.mark.parametrize("algo", VARIANTS)
+@pytest.mark.parametrize("x_shape, w_shape, groups, padding", [
+    ((2, 3, 9, 11), (4, 3, 3, 3), 1, 1),  # output not a multiple of any m
+    ((1, 6, 8, 8), (9, 2, 3, 3), 3, ((0, 2), (1, 1))),  # groups, C_in != C_out, asymmetric padding
+    ((3, 8, 3, 5), (8, 8, 3, 3), 1, 0),  # fewer outputs than one tile
+    ((1, 4, 13, 3), (2, 4, 3, 3), 1, "same"),
+    ((2, 4, 7, 7), (4, 1, 3, 3), 4, 2),  # depthwise through Winograd
+])
+def test_matches_torch_in_float64(rng, algo, x_shape, w_shape, groups, padding):
+    x, w, b = random_conv_inputs(rng, x_shape, w_shape, dtype=np.float64)
+    y = npconv.conv2d(x, w, b, padding=padding, groups=groups, algo=algo)
+    assert_matches_torch(y, x, w, b, padding=padding, groups=groups)
+
+
+# float32 error of each F(m, 3) relative to the output's magnitude; measured medians are
+# about 1e-7 (m=2), 1e-6 (m=4), 3e-6 (m=6) on unit-normal data: the bounds leave ~10x room.
+FLOAT32_BOUND = {"winograd2": 2e-6, "winograd4": 2e-5, "winograd6": 1e-4}
+
+
+@pytest.mark.parametrize("algo", FLOAT32_BOUND)
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_float32_error_scales_with_magnitude(rng, algo, scale):
+    x, w, _ = random_conv_inputs(rng, (2, 32, 20, 20), (16, 32, 3, 3), bias=False, dtype=np.float32)
+    x *= scale
+    y = npconv.conv2d(x, w, padding=1, algo=algo)
+    assert relative_error(y, x, w, padding=1) < FLOAT32_BOUND[algo]
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4", "winograd6"])
+def test_chunked_images_and_small_tile_blocks(rng, workspace_limit, monkeypatch, algo):
+    npconv.set_workspace_limit(1)  # one image per chunk
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one tile per block
+    x, w, b = random_conv_inputs(rng, (3, 4, 10, 9), (5, 4, 3, 3), dtype=np.float64)
+    y = npconv.conv2d(x, w, b, padding=1, algo=algo)
+    assert_matches_torch(y, x, w, b, padding=1)
+
+
+def test_writes_every_output_element(rng):
+    x, w, _ = random_conv_inputs(rng, (2, 3, 11, 10), (4, 3, 3, 3), bias=False, dtype=np.float32)
+    geom = geometry(x.shape, w.shape)
+    for name in ("winograd2", "winograd4", "winograd6"):
+        out = np.full(geom.out_shape, np.nan, dtype=np.float32)
+        REGISTRY[name].run(x, w, geom, out)
+        assert not np.isnan(out).any(), name
+        assert_matches_torch(out, x, w, padding=1)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, reason", [
+    ((1, 2, 8, 8), (2, 2, 5, 5), {}, r"needs a 3x3 kernel, got \(5, 5\)"),
+    ((1, 2, 8, 8), (2, 2, 3, 3), {"stride": 2}, r"needs stride 1, got \(2, 2\)"),
+    ((1, 2, 8, 8), (2, 2, 3, 3), {"dilation": 2}, r"needs dilation 1, got \(2, 2\)"),
+    ((1, 2, 8), (2, 2, 3), {}, "handles 2 spatial dims, got 1"),
+])
+@pytest.mark.parametrize("algo", VARIANTS)
+def test_declines_with_reason(algo, x_shape, w_shape, kwargs, reason):
+    geom = geometry(x_shape, w_shape, **kwargs)
+    with pytest.raises(npconv.UnsupportedAlgorithmError, match=f"'{algo}' cannot compute this convolution: it {reason}"):
+        REGISTRY[algo].check(geom)
+
+
+def test_weight_changed_in_place_is_not_served_stale(rng):
+    x, w, _ = random_conv_inputs(rng, (1, 4, 9, 9), (4, 4, 3, 3), bias=False, dtype=np.float32)
+    first = npconv.conv2d(x, w, padding=1, algo="winograd4")
+    w[1, 2, 0, 1] += 1.0  # one element changed in place: same object, same shape
+    second = npconv.conv2d(x, w, padding=1, algo="winograd4")
+    assert_matches_torch(second, x, w, padding=1)
+    assert not np.allclose(first, second)
+
+
+def test_cache_reuses_transforms_for_equal_weights_and_stays_bounded(rng):
+    cache = WeightCache(max_bytes=3 * 1000)
+    calls = []
+
+    def make(value):
+        calls.append(value)
+        return np.full(100, value, dtype=np.float64)  # 800 bytes
+
+    w = rng.standard_normal(25)
+    assert cache.get(w, "k", lambda: make(1))[0] == 1
+    assert cache.get(w.copy(), "k", lambda: make(2))[0] == 1  # equal contents: reused
+    assert cache.get(w, "other", lambda: make(3))[0] == 3  # another algorithm's key
+    for i in range(10):
+        cache.get(rng.standard_normal(25), "k", lambda i=i: make(10 + i))
+    assert len(cache) <= 3  # 1000 bytes per entry (200 + 800) against a 3000-byte cap
+    assert calls == [1, 3, *range(10, 20)]
+
+
+def test_concurrent_calls_with_different_weights(rng):
+    WEIGHT_CACHE.clear()
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    weights = [rng.standard_normal((8, 8, 3, 3)).astype(np.float32) for _ in range(4)]
+    results, errors = {}, []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                results[i] = npconv.conv2d(x, weights[i], padding=1, algo="winograd4")
+        except Exception as exc:  # reported below, with the thread's index
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, w in enumerate(weights):
+        assert_matches_torch(results[i], x, w, padding=1)
+
+
+def test_precision_policy_bounds_what_auto_picks(precision, monkeypatch):
+    geom = geometry((8, 64, 56, 56), (64, 64, 3, 3))
+    monkeypatch.setattr(winograd.Winograd, "estimated_seconds", lambda self, g: {2: 3, 4: 2, 6: 1}[self.m] * 1e-9)
+    precision("medium")
+    assert select("test", geom, "auto").name in ("winograd", "winograd6")
+    assert REGISTRY["winograd"].pick(geom).name == "winograd6"
+    precision("high")
+    assert REGISTRY["winograd"].pick(geom).name == "winograd4"
+    precision("highest")
+    assert "winograd" not in select("test", geom, "auto").name
+    assert REGISTRY["winograd"].pick(geom).name == "winograd2"  # explicit requests run the most accurate one
+
+
+def test_set_precision_rejects_unknown_policies(precision):
+    with pytest.raises(ValueError, match=r"set_precision: policy must be one of 'highest', 'high', 'medium', got 'low'"):
+        npconv.set_precision("low")
