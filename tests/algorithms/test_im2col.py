@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+import npconv
+
 from npconv.algorithms import REGISTRY
 from npconv.algorithms.im2col import chunking
 from npconv.geometry import conv_geometry
@@ -29,16 +31,21 @@ def geometry(name, dtype):
 @pytest.mark.parametrize("name", GEOMETRIES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("limit", LIMITS)
-def test_chunking_fits_limit_and_covers_everything(name, dtype, limit):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunking_fits_limit_and_covers_everything(name, dtype, limit, threads):
     geom = geometry(name, dtype)
     column = geom.in_channels * math.prod(geom.kernel) * np.dtype(dtype).itemsize  # bytes per output position
     positions = math.prod(geom.out_size)
-    images, chunk = chunking(geom, limit)
+    images, chunk, used = chunking(geom, limit, threads)
+    assert 1 <= used <= threads
     assert 1 <= images <= max(geom.batch, 1)
     assert 1 <= chunk <= positions
     assert images == 1 or chunk == positions  # several images only when whole
+    chunks = -(-geom.batch // images) * -(-positions // chunk)
+    if geom.batch and positions >= threads and column * threads <= limit:
+        assert chunks >= threads and used == threads  # every thread has a chunk
     if column <= limit:
-        assert images * chunk * column <= limit
+        assert used * images * chunk * column <= limit  # the chunks in flight fit the cap
     else:
         assert (images, chunk) == (1, 1)  # below one column: one position at a time
     # The chunk grid (images x positions) covers every output exactly once.
@@ -53,12 +60,13 @@ def test_chunking_fits_limit_and_covers_everything(name, dtype, limit):
 
 
 @pytest.mark.parametrize("name", GEOMETRIES)
-def test_workspace_bytes_is_the_chunk(name, workspace_limit):
+def test_workspace_bytes_is_one_chunk_per_busy_thread(name, workspace_limit):
     workspace_limit(4096)
     geom = geometry(name, "float64")
-    images, chunk = chunking(geom, 4096)
+    images, chunk, threads = chunking(geom, 4096, npconv.get_num_threads())
+    chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // chunk)
     column = geom.in_channels * math.prod(geom.kernel) * 8
-    assert REGISTRY["im2col"].workspace_bytes(geom) == images * chunk * column
+    assert REGISTRY["im2col"].workspace_bytes(geom) == min(threads, chunks) * images * chunk * column
 
 
 @pytest.mark.parametrize("rank, supported", [(1, True), (2, True), (3, True), (4, False)])

@@ -13,9 +13,10 @@ never materialised: the Numba kernel writes zeros where a patch leaves the input
 
 Ranks 1 and 2 run as rank 3 with leading size-1 dims.
 
-Threads: BLAS owns the cores.  The column fill is a single-threaded Numba kernel: a
-parallel fill alternating with multi-threaded GEMMs made the two thread pools fight (a
-flat ~8 ms per call, see PERFORMANCE.md), and one core fills faster than BLAS multiplies.
+Threads: the chunks are shared out among the cores (:mod:`npconv.parallel`); each thread
+fills its own column buffer with a single-threaded Numba kernel and multiplies it with
+single-threaded BLAS.  A parallel fill alternating with multi-threaded GEMMs made the two
+thread pools fight (a flat ~8 ms per call, see PERFORMANCE.md).
 """
 
 import math
@@ -23,7 +24,8 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_workspace_limit
+from ..config import get_num_threads, get_workspace_limit
+from ..parallel import run_pieces, split
 from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm, as_3d
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
@@ -31,7 +33,7 @@ from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm, as_3d
 CHUNK_BYTES = 8 * 2**20
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
     """Write output positions ``p0 .. p0 + cols.shape[2]`` of images ``n0 ..`` into ``cols``.
 
@@ -75,17 +77,23 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
                 dst[uint64(base + ow)] = 0
 
 
-def chunking(geom, limit):
-    """``(images, positions)`` per chunk of at most ``min(limit, CHUNK_BYTES)`` bytes where possible.
+def chunking(geom, limit, threads=1):
+    """``(images, positions, threads)``: the chunk, and how many threads fill chunks at once.
 
-    Whole images when one fits, else part of one; at least one column (``C_in * K`` values).
+    The threads' chunks together stay within ``limit`` bytes whenever one column
+    (``C_in * K`` values) fits it, using fewer threads if need be; each chunk is at most
+    ``CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
+    fewer images than threads an image's positions are split so every thread has work.
     """
-    limit = min(limit, CHUNK_BYTES)
     column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
     positions = math.prod(geom.out_size)
-    if column_bytes * positions <= limit:
-        return max(1, min(geom.batch, limit // (column_bytes * positions))), positions
-    return 1, max(1, limit // column_bytes)
+    threads = max(1, min(threads, limit // column_bytes))
+    limit = min(limit // threads, CHUNK_BYTES)
+    if column_bytes * positions > limit:
+        return 1, max(1, min(positions, limit // column_bytes)), threads
+    if geom.batch < threads:
+        return 1, -(-positions // threads), threads
+    return max(1, min(-(-geom.batch // threads), limit // (column_bytes * positions))), positions, threads
 
 
 class Im2col(Algorithm):
@@ -97,19 +105,21 @@ class Im2col(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        images, positions = chunking(geom, get_workspace_limit())
-        return images * min(positions, math.prod(geom.out_size)) * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+        images, positions, threads = chunking(geom, get_workspace_limit(), get_num_threads())
+        chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // positions)
+        chunk_bytes = images * positions * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+        return min(threads, chunks) * chunk_bytes
 
     def estimated_seconds(self, geom):
         column_bytes = geom.batch * math.prod(geom.out_size) * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
         return geom.flops / GEMM_FLOPS_PER_SECOND + 2 * column_bytes / COPY_BYTES_PER_SECOND
 
     def run(self, x, weight, geom, out):
+        """Chunks shared out among the threads; each fills its column buffer and multiplies it."""
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
         kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
         rows = geom.in_channels * kvol
-        images, chunk = chunking(geom, get_workspace_limit())
-        buffer = np.empty(images * rows * min(chunk, positions), dtype=geom.dtype)
+        images, chunk, threads = chunking(geom, get_workspace_limit(), get_num_threads())
         x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
         w_groups = weight.reshape(groups, og, cg * kvol)  # (G, Og, Cg*K)
         out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
@@ -117,10 +127,12 @@ class Im2col(Algorithm):
             as_3d(geom.kernel, 1), as_3d(geom.stride, 1), as_3d(geom.dilation, 1),
             as_3d([lo for lo, _ in geom.padding], 0), as_3d(geom.out_size, 1),
         )
-        for n0 in range(0, geom.batch, images):
-            nb = min(images, geom.batch - n0)
-            for p0 in range(0, positions, chunk):
-                pc = min(chunk, positions - p0)
+        chunks = [(n0, p0) for n0 in range(0, geom.batch, images) for p0 in range(0, positions, chunk)]
+
+        def work(span):
+            buffer = np.empty(images * rows * chunk, dtype=geom.dtype)
+            for n0, p0 in chunks[span[0] : span[1]]:
+                nb, pc = min(images, geom.batch - n0), min(chunk, positions - p0)
                 cols = buffer[: nb * rows * pc].reshape(nb, rows, pc)  # (nb, C*K, pc)
                 fill_columns(x3, cols, n0, p0, *params)
                 np.matmul(
@@ -128,3 +140,5 @@ class Im2col(Algorithm):
                     cols.reshape(nb, groups, cg * kvol, pc),  # (nb, G, Cg*K, pc)
                     out=out_groups[n0 : n0 + nb, :, :, p0 : p0 + pc],  # (nb, G, Og, pc)
                 )
+
+        run_pieces(work, split(len(chunks), threads))
