@@ -1,6 +1,7 @@
 """npconv: a convolution engine for Python, exact to PyTorch, on NumPy's BLAS and Numba."""
 
 from .algorithms import algorithm_names as algorithms
+from .autotuner import autotune
 from .config import (
     get_num_threads,
     get_precision,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "UnsupportedAlgorithmError",
     "algorithms",
+    "autotune",
     "conv",
     "conv1d",
     "conv2d",

@@ -92,8 +92,8 @@ def prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, paddin
 
 def _conv(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
     x, weight, bias, geom, result = prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    algorithm = select(op, geom, algo)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
+    algorithm = select(op, geom, algo, trial=(lambda alg: alg.run(x, weight, geom, out)) if out.size else None)
     if out.size:
         algorithm.run(x, weight, geom, out)
     if bias is not None:

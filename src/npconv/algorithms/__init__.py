@@ -1,5 +1,6 @@
 """The registry of convolution algorithms and the selector behind ``algo="auto"``."""
 
+from ..autotuner import TUNER
 from ..config import get_precision, precision_allows
 from ..reference.direct import Direct
 from .base import Algorithm
@@ -17,12 +18,14 @@ def algorithm_names():
     return tuple(REGISTRY)
 
 
-def select(op, geom, algo):
-    """The algorithm to run ``geom`` with: the named one (checked) or, for ``"auto"``, the cheapest.
+def select(op, geom, algo, trial=None):
+    """The algorithm to run ``geom`` with: the named one (checked) or, for ``"auto"``, the best.
 
-    ``auto`` ranks the supporting algorithms that the precision policy allows
-    (:func:`npconv.set_precision`) by their cost model, and considers the reference
-    algorithms only when no other supports the geometry.
+    ``auto`` considers the supporting algorithms that the precision policy allows
+    (:func:`npconv.set_precision`), the reference algorithms only when no other supports
+    the geometry, and picks the cheapest by their cost models -- or, with
+    :func:`npconv.autotune` on and a ``trial(alg)`` that runs one on the call's data, the
+    fastest measured.
     """
     if algo == "auto":
         policy = get_precision()
@@ -31,6 +34,8 @@ def select(op, geom, algo):
             if precision_allows(policy, alg.accuracy) and alg.why_unsupported(geom) is None
         ]
         fast = [alg for alg in supported if not alg.reference] or supported
+        if TUNER.enabled and trial is not None and len(fast) > 1:
+            return REGISTRY[TUNER.choose(geom, fast, trial)]
         return min(fast, key=lambda alg: alg.estimated_seconds(geom))
     if algo not in REGISTRY:
         raise ValueError(f"{op}: unknown algo {algo!r}; choose 'auto' or one of {', '.join(map(repr, REGISTRY))}")
