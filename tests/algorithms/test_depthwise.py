@@ -1,4 +1,4 @@
-"""depthwise specifics: which geometries it takes; channel multipliers and odd strides."""
+"""depthwise and grouped specifics: which geometries they take; channel multipliers, odd strides."""
 
 import numpy as np
 import pytest
@@ -40,6 +40,24 @@ def test_matches_torch(rng, multiplier, kernel, stride, dilation, padding, dtype
     x, w, b = random_conv_inputs(rng, (2, 5, 13, 11), (5 * multiplier, 1, *kernel), dtype=dtype)
     y = npconv.conv2d(x, w, b, stride=stride, dilation=dilation, padding=padding, groups=5, algo="depthwise")
     assert_matches_torch(y, x, w, b, stride=stride, dilation=dilation, padding=padding, groups=5)
+
+
+@pytest.mark.parametrize("groups, cin, cout, reason", [
+    (1, 4, 4, "needs groups > 1, got groups=1"),
+    (2, 130, 4, "takes at most 64 input channels per group, got 65"),
+])
+def test_grouped_declines_with_reason(groups, cin, cout, reason):
+    geom = geometry((1, cin, 6, 6), (cout, cin // groups, 3, 3), groups)
+    with pytest.raises(npconv.UnsupportedAlgorithmError, match="'grouped' cannot compute this convolution: it " + reason):
+        REGISTRY["grouped"].check(geom)
+
+
+@pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grouped_matches_torch(rng, groups, cin, cout, stride):
+    x, w, b = random_conv_inputs(rng, (2, cin, 9, 10), (cout, cin // groups, 3, 3), dtype=np.float32)
+    y = npconv.conv2d(x, w, b, stride=stride, padding=1, groups=groups, algo="grouped")
+    assert_matches_torch(y, x, w, b, stride=stride, padding=1, groups=groups)
 
 
 def test_auto_prefers_depthwise_for_depthwise_layers():
