@@ -5,23 +5,27 @@ Output channel ``o`` of group ``g = o // Og`` reads the group's ``Cg`` input cha
     out[n, o, p] = sum_{c < Cg, k} w[o, c, k] * x_pad[n, g * Cg + c, p * stride + k * dilation]
 
 Depthwise (groups == C_in, ``Cg = 1``, any channel multiplier ``Og``) is the common case.
-One Numba kernel, parallel over the independent (image, output channel) planes; for each
-input channel and kernel offset it adds a scaled input row to an output row, an inner
-loop that vectorises at stride 1.  Zero padding is never materialised.  Ranks 1 and 2 run as rank 3 with
-leading size-1 dims.  No BLAS is involved, so this kernel owns the cores.
+One Numba kernel over a range of the independent (image, output channel) planes, the
+ranges shared out among the cores (:mod:`npconv.parallel`); for each input channel and
+kernel offset it adds a scaled input row to an output row, an inner loop that vectorises
+at stride 1.  Zero padding is never materialised.  Ranks 1 and 2 run as rank 3 with
+leading size-1 dims.
 """
 
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
+from ..config import get_num_threads
+from ..parallel import run_pieces, split
 from .base import Algorithm, as_3d
 
 # Multiply-adds per second the kernel reaches on this machine's 2 cores (measured, roughly).
 MACS_PER_SECOND = 8e9
 
 
-@njit(parallel=True, cache=True)
-def grouped_kernel(x, w, out, groups, stride, dilation, pad):
-    """out (N, C_out, OD, OH, OW) = grouped conv of x (N, C, D, H, W) with w (C_out, Cg, KD, KH, KW)."""
+@njit(cache=True, nogil=True)
+def grouped_kernel(x, w, out, groups, stride, dilation, pad, first, last):
+    """Planes ``first .. last`` (of N * C_out) of out (N, C_out, OD, OH, OW), the grouped conv of
+    x (N, C, D, H, W) with w (C_out, Cg, KD, KH, KW)."""
     batch, channels, in_d, in_h, in_w = x.shape
     out_channels, cg, kd_n, kh_n, kw_n = w.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -30,7 +34,7 @@ def grouped_kernel(x, w, out, groups, stride, dilation, pad):
     pd, ph, pw = pad[0], pad[1], pad[2]
     out_per_group = out_channels // groups
     src, dst = x.ravel(), out.ravel()
-    for plane in prange(batch * out_channels):
+    for plane in range(first, last):
         n, o = plane // out_channels, plane % out_channels
         out_base = plane * out_d * out_h * out_w
         for i in range(out_d * out_h * out_w):
@@ -83,12 +87,14 @@ class Depthwise(Algorithm):
 
     def run(self, x, weight, geom, out):
         pad = 3 - geom.rank
-        grouped_kernel(
+        args = (
             x.reshape(geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size),  # (N, C, D, H, W)
             weight.reshape(geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel),  # (C_out, Cg, KD, KH, KW)
             out.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
             geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
         )
+        run_pieces(lambda span: grouped_kernel(*args, *span),
+                   split(geom.batch * geom.out_channels, get_num_threads()))
 
 
 class GroupedDirect(Depthwise):
