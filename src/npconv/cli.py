@@ -6,13 +6,6 @@ import os
 import platform
 import sys
 
-# OpenBLAS worker threads spin for about 2**28 cycles after each GEMM by default, and
-# PyTorch's OpenMP threads spin after each conv: timed interleaved in one process, each
-# library then runs while the other's threads still hold the cores (torch's 0.9 ms conv
-# measured 3.8 ms).  2**4 cycles makes both measure as they do alone; it must be set
-# before OpenBLAS loads, so ``npconv bench`` re-executes itself with it.
-_BENCH_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
-
 
 def _info(_args):
     import numba
@@ -47,24 +40,41 @@ def _info(_args):
 
 
 def _bench(args):
-    if not _BENCH_ENV.keys() <= os.environ.keys():
-        os.execve(sys.executable, [sys.executable, "-m", "npconv.cli", *sys.argv[1:]], {**os.environ, **_BENCH_ENV})
     import npconv
     from npconv import bench
+    from npconv.suite import NETWORKS, TARGET_BATCHES, suite_layers
 
+    bench.use_timing_env()
+
+    for option, given, known in (("--algo", args.algo, npconv.algorithms()), ("--network", args.network, NETWORKS)):
+        unknown = [name for name in given or () if name not in known]
+        if unknown:
+            raise SystemExit(f"npconv bench: unknown {option} {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.png:
+        try:
+            bench.require_plotting()
+        except ImportError as exc:
+            raise SystemExit(f"npconv bench --png: {exc}") from None
     if args.threads:
         npconv.set_num_threads(args.threads)
-    print(f"npconv bench: float32, {npconv.get_num_threads()} threads, median of interleaved runs; "
-          "* marks the algorithm auto picks", flush=True)
-    rows = bench.run(
-        quick=args.quick, batches=args.batch, repeats=args.repeats, algos=args.algo, networks=args.network,
+    layers = suite_layers(quick=args.quick, networks=args.network)
+    if not layers:
+        raise SystemExit("npconv bench: no layer of the given --network is in --quick's set")
+    batches = args.batch or ((1,) if args.quick else TARGET_BATCHES)
+    print(f"npconv bench: timing {len(layers)} layers at batch {', '.join(map(str, batches))}"
+          f"{'' if args.verbose else ' (-v shows progress)'}", file=sys.stderr, flush=True)
+    report = bench.run(
+        layers, batches=batches, repeats=args.repeats or (3 if args.quick else 7), algos=args.algo,
         progress=(lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True)) if args.verbose else None,
     )
-    print(bench.format_table(rows))
+    print(bench.format_report(report))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": npconv.get_num_threads(), "rows": rows}, f, indent=1)
+            json.dump(report, f, indent=1)
         print(f"wrote {args.json}")
+    if args.png:
+        bench.plot_ratios(report, args.png)
+        print(f"wrote {args.png}")
 
 
 def build_parser():
@@ -72,13 +82,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, threads, BLAS and Numba status").set_defaults(func=_info)
     b = sub.add_parser("bench", help="time the algorithms on real network layers against PyTorch")
-    b.add_argument("--quick", action="store_true", help="a few layers at batch 1, 3 runs each")
+    b.add_argument("--quick", action="store_true", help="one or two layers per target group at batch 1, 3 runs each")
     b.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 1 and 8)")
     b.add_argument("--repeats", type=int, help="timed runs per candidate (default 7, quick 3)")
-    b.add_argument("--algo", action="append", help="algorithm to time (repeatable; default all but references)")
+    b.add_argument("--algo", action="append",
+                   help="algorithm to time (repeatable; default all but references; auto's choice is always timed)")
     b.add_argument("--network", action="append", help="only layers of this network (repeatable)")
     b.add_argument("--threads", type=int, help="thread count for npconv and torch (default: all cores)")
-    b.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    b.add_argument("--json", metavar="FILE", help="also write the report (rows, targets, sgemm peak, versions) as JSON")
+    b.add_argument("--png", metavar="FILE", help="also chart auto's speed ratios per layer (needs matplotlib)")
     b.add_argument("-v", "--verbose", action="store_true", help="print progress to stderr")
     b.set_defaults(func=_bench)
     return parser
