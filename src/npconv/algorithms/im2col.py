@@ -31,6 +31,9 @@ from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm, as_3d
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
 CHUNK_BYTES = 8 * 2**20
+# Below this, the chunks in flight are also kept within the output's size, so a small
+# output's convolution needs at most about its own size again in scratch memory.
+MIN_CHUNK_BYTES = 2**20
 
 
 @njit(cache=True, nogil=True)
@@ -82,13 +85,15 @@ def chunking(geom, limit, threads=1):
 
     The threads' chunks together stay within ``limit`` bytes whenever one column
     (``C_in * K`` values) fits it, using fewer threads if need be; each chunk is at most
-    ``CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
+    ``CHUNK_BYTES``, and at most the output's bytes / threads unless that is below
+    ``MIN_CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
     fewer images than threads an image's positions are split so every thread has work.
     """
     column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
     positions = math.prod(geom.out_size)
     threads = max(1, min(threads, limit // column_bytes))
-    limit = min(limit // threads, CHUNK_BYTES)
+    out_bytes = geom.batch * geom.out_channels * positions * geom.dtype.itemsize
+    limit = min(limit // threads, CHUNK_BYTES, max(MIN_CHUNK_BYTES, out_bytes // threads))
     if column_bytes * positions > limit:
         return 1, max(1, min(positions, limit // column_bytes)), threads
     if geom.batch < threads:
