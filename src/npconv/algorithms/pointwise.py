@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from ..config import get_workspace_limit
+from ..config import get_num_threads, get_workspace_limit
+from ..parallel import run_pieces, split
 from .base import GEMM_FLOPS_PER_SECOND, Algorithm
 
 
@@ -46,7 +47,14 @@ class Pointwise(Algorithm):
         w_groups = weight.reshape(groups, og, cg)  # (G, Og, Cg)
         out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
+        threads = get_num_threads()
         for n0 in range(0, geom.batch, images):
             chunk = np.ascontiguousarray(sub[n0 : n0 + images])  # a view at stride 1
-            np.matmul(w_groups, chunk.reshape(len(chunk), groups, cg, positions),  # (nb, G, Cg, P)
-                      out=out_groups[n0 : n0 + images])
+            src = chunk.reshape(len(chunk), groups, cg, positions)  # (nb, G, Cg, P)
+            dst = out_groups[n0 : n0 + len(chunk)]  # (nb, G, Og, P)
+            if len(chunk) >= threads:  # the threads take images, else ranges of positions
+                pieces = [(slice(a, b), slice(None)) for a, b in split(len(chunk), threads)]
+            else:
+                pieces = [(slice(None), slice(a, b)) for a, b in split(positions, threads)]
+            run_pieces(lambda piece: np.matmul(w_groups, src[piece[0], :, :, piece[1]],
+                                               out=dst[piece[0], :, :, piece[1]]), pieces)
