@@ -1,12 +1,22 @@
-"""The interface every convolution algorithm implements."""
+"""The interface every convolution algorithm implements, and the shared cost-model pieces."""
+
+import math
 
 import numpy as np
 
 from ..errors import UnsupportedAlgorithmError
 
-# Rough machine constants for the cost models (2-core Zen 4 with AVX-512, see PERFORMANCE.md).
-GEMM_FLOPS_PER_SECOND = 150e9
-COPY_BYTES_PER_SECOND = 10e9
+# Machine constants of the cost models, measured on this 2-core Zen 4 (AVX-512) with both
+# cores busy (see PERFORMANCE.md and benchmarks/): they rank algorithms, nothing more.
+GEMM_FLOPS_PER_SECOND = 180e9  # large float32 GEMMs (sgemm peak about 200)
+COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
+GEMM_FULL_SPEED_DIM = 32  # GEMM dims below this lose speed about in proportion
+
+
+def gemm_seconds(flops, m, n, k):
+    """Time of ``flops`` spent in (m x k) @ (k x n) GEMMs: small dims run proportionally slower."""
+    efficiency = math.prod(min(1.0, d / GEMM_FULL_SPEED_DIM) for d in (m, n, k))
+    return flops / (GEMM_FLOPS_PER_SECOND * efficiency)
 
 
 def as_3d(values, fill):

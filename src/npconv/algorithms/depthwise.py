@@ -18,8 +18,10 @@ from ..config import get_num_threads
 from ..parallel import run_pieces, split
 from .base import Algorithm, as_3d
 
-# Multiply-adds per second the kernel reaches on this machine's 2 cores (measured, roughly).
+# Multiply-adds per second the kernel reaches on this machine's 2 cores with output rows of
+# at least FULL_SPEED_WIDTH values (measured, roughly); shorter rows are proportionally slower.
 MACS_PER_SECOND = 8e9
+FULL_SPEED_WIDTH = 32
 
 
 @njit(cache=True, nogil=True)
@@ -83,7 +85,7 @@ class Depthwise(Algorithm):
         return 0
 
     def estimated_seconds(self, geom):
-        return geom.macs / MACS_PER_SECOND
+        return geom.macs / (MACS_PER_SECOND * min(1.0, geom.out_size[-1] / FULL_SPEED_WIDTH))
 
     def run(self, x, weight, geom, out):
         pad = 3 - geom.rank

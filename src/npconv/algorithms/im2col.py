@@ -26,7 +26,7 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split
-from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm, as_3d
+from .base import COPY_BYTES_PER_SECOND, Algorithm, as_3d, gemm_seconds
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
@@ -116,8 +116,10 @@ class Im2col(Algorithm):
         return min(threads, chunks) * chunk_bytes
 
     def estimated_seconds(self, geom):
-        column_bytes = geom.batch * math.prod(geom.out_size) * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
-        return geom.flops / GEMM_FLOPS_PER_SECOND + 2 * column_bytes / COPY_BYTES_PER_SECOND
+        positions, kvol = math.prod(geom.out_size), math.prod(geom.kernel)
+        column_bytes = geom.batch * positions * geom.in_channels * kvol * geom.dtype.itemsize
+        return (gemm_seconds(geom.flops, geom.out_per_group, positions, geom.in_per_group * kvol)
+                + column_bytes / COPY_BYTES_PER_SECOND)
 
     def run(self, x, weight, geom, out):
         """Chunks shared out among the threads; each fills its column buffer and multiplies it."""

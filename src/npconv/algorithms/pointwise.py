@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split
-from .base import GEMM_FLOPS_PER_SECOND, Algorithm
+from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds
 
 
 class Pointwise(Algorithm):
@@ -38,7 +38,9 @@ class Pointwise(Algorithm):
         return self._images_per_chunk(geom) * geom.in_channels * math.prod(geom.out_size) * geom.dtype.itemsize
 
     def estimated_seconds(self, geom):
-        return geom.flops / GEMM_FLOPS_PER_SECOND
+        copy = self.workspace_bytes(geom) and geom.batch * geom.in_channels * math.prod(geom.out_size)
+        return (gemm_seconds(geom.flops, geom.out_per_group, math.prod(geom.out_size), geom.in_per_group)
+                + copy * geom.dtype.itemsize / COPY_BYTES_PER_SECOND)
 
     def run(self, x, weight, geom, out):
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group

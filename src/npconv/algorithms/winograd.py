@@ -27,14 +27,14 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
 from ..parallel import run_pieces, split
-from .base import COPY_BYTES_PER_SECOND, GEMM_FLOPS_PER_SECOND, Algorithm
+from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
 
 # V and M blocks of about this many bytes stay in the L2/L3 caches.
 BLOCK_BYTES = 4 * 2**20
-# Transform kernels: scalar-ish work per transformed value (seconds), measured roughly.
-TRANSFORM_SECONDS_PER_VALUE = 1.0e-9
+# Input and output transform kernels: seconds per transformed value on one core (measured).
+TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 
 
 @njit(cache=True, nogil=True)
@@ -183,15 +183,19 @@ class Winograd(Algorithm):
         return padded + blocks + weights
 
     def estimated_seconds(self, geom):
-        n, m = self.m + 2, self.m
-        tiles = geom.batch * math.prod(_tiles(geom, m))
-        gemm_flops = 2 * n * n * tiles * geom.in_per_group * geom.out_channels
-        weight_bytes = n * n * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
+        """GEMMs, plus U streamed once per tile block, plus the transforms, plus the input's copy."""
+        n, item = self.m + 2, geom.dtype.itemsize
+        tiles = geom.batch * math.prod(_tiles(geom, self.m))
+        threads = get_num_threads()
         _, block = self._plan(geom)
-        weight_reads = weight_bytes * -(-tiles // block)  # U streams through once per block
-        transform_values = tiles * n * n * (geom.in_channels + geom.out_channels) * n
-        return (gemm_flops / GEMM_FLOPS_PER_SECOND + weight_reads / COPY_BYTES_PER_SECOND
-                + transform_values * TRANSFORM_SECONDS_PER_VALUE)
+        block = max(1, min(block, -(-tiles // threads)))
+        gemm_flops = 2 * n * n * tiles * geom.in_per_group * geom.out_channels
+        weight_bytes = n * n * geom.in_per_group * geom.out_channels * item
+        transformed = tiles * n * n * (geom.in_channels + geom.out_channels)
+        return (gemm_seconds(gemm_flops, block, geom.out_per_group, geom.in_per_group)
+                + weight_bytes * -(-tiles // block) / COPY_BYTES_PER_SECOND
+                + transformed * TRANSFORM_SECONDS_PER_VALUE / threads
+                + geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND)
 
     def run(self, x, weight, geom, out):
         m, n = self.m, self.m + 2
