@@ -117,6 +117,7 @@ def _must_support(name, x, w, params):
         "depthwise": rank <= 3 and groups == np.shape(x)[1],
         "grouped": rank <= 3 and groups > 1 and np.shape(w)[1] <= 64,
         **dict.fromkeys(("winograd", "winograd2", "winograd4", "winograd6"), winograd),
+        "fft": True,
     }.get(name, False)
 
 

@@ -5,12 +5,13 @@ from ..config import get_precision, precision_allows
 from ..reference.direct import Direct
 from .base import Algorithm
 from .depthwise import Depthwise, GroupedDirect
+from .fft import FFT
 from .im2col import Im2col
 from .pointwise import Pointwise
 from .winograd import Winograd, WinogradAuto
 
 _WINOGRAD = (Winograd(2, "high"), Winograd(4, "high"), Winograd(6, "medium"))
-REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise(), GroupedDirect(), WinogradAuto(_WINOGRAD), *_WINOGRAD)}
+REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise(), GroupedDirect(), WinogradAuto(_WINOGRAD), *_WINOGRAD, FFT())}
 
 
 def algorithm_names():
