@@ -46,15 +46,20 @@ def use_timing_env():
 
 
 def median_seconds(functions, repeats):
-    """Median wall time of each function, timed in interleaved rounds after one warm-up call each."""
+    """Median wall time of each function, timed in interleaved rounds after one warm-up call each.
+
+    Each round starts one function later than the last, so every function follows each other
+    one equally often (a library's idle threads can slow whatever runs right after it).
+    """
     for f in functions:
         f()
     times = [[] for _ in functions]
-    for _ in range(repeats):
-        for f, samples in zip(functions, times):
+    for round_ in range(repeats):
+        for i in range(len(functions)):
+            index = (i + round_) % len(functions)
             start = time.perf_counter()
-            f()
-            samples.append(time.perf_counter() - start)
+            functions[index]()
+            times[index].append(time.perf_counter() - start)
     return [statistics.median(samples) for samples in times]
 
 

@@ -10,13 +10,12 @@ from ..errors import UnsupportedAlgorithmError
 # cores busy (see PERFORMANCE.md and benchmarks/): they rank algorithms, nothing more.
 GEMM_FLOPS_PER_SECOND = 180e9  # large float32 GEMMs (sgemm peak about 200)
 COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
-GEMM_FULL_SPEED_DIM = 32  # GEMM dims below this lose speed about in proportion
+GEMM_FULL_SPEED_DIM = 32  # a GEMM whose smallest dim is below this loses speed about in proportion
 
 
 def gemm_seconds(flops, m, n, k):
-    """Time of ``flops`` spent in (m x k) @ (k x n) GEMMs: small dims run proportionally slower."""
-    efficiency = math.prod(min(1.0, d / GEMM_FULL_SPEED_DIM) for d in (m, n, k))
-    return flops / (GEMM_FLOPS_PER_SECOND * efficiency)
+    """Time of ``flops`` spent in (m x k) @ (k x n) GEMMs: a small dim slows them proportionally."""
+    return flops / (GEMM_FLOPS_PER_SECOND * min(1.0, min(m, n, k) / GEMM_FULL_SPEED_DIM))
 
 
 def as_3d(values, fill):

@@ -26,11 +26,14 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split
-from .base import COPY_BYTES_PER_SECOND, Algorithm, as_3d, gemm_seconds
+from .base import Algorithm, as_3d, gemm_seconds
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
 CHUNK_BYTES = 8 * 2**20
+# The fill kernel on one core: per value written, and per output row it walks (measured).
+FILL_SECONDS_PER_VALUE = 0.5e-9
+FILL_SECONDS_PER_ROW = 20e-9
 # Below this, the chunks in flight are also kept within the output's size, so a small
 # output's convolution needs at most about its own size again in scratch memory.
 MIN_CHUNK_BYTES = 2**20
@@ -116,10 +119,11 @@ class Im2col(Algorithm):
         return min(threads, chunks) * chunk_bytes
 
     def estimated_seconds(self, geom):
-        positions, kvol = math.prod(geom.out_size), math.prod(geom.kernel)
-        column_bytes = geom.batch * positions * geom.in_channels * kvol * geom.dtype.itemsize
-        return (gemm_seconds(geom.flops, geom.out_per_group, positions, geom.in_per_group * kvol)
-                + column_bytes / COPY_BYTES_PER_SECOND)
+        """The GEMMs, plus the fill: per value written and per output row walked, on all threads."""
+        positions, rows = math.prod(geom.out_size), geom.batch * geom.in_channels * math.prod(geom.kernel)
+        fill = rows * (positions * FILL_SECONDS_PER_VALUE + positions // geom.out_size[-1] * FILL_SECONDS_PER_ROW)
+        return (gemm_seconds(geom.flops, geom.out_per_group, positions, geom.in_per_group * math.prod(geom.kernel))
+                + fill / get_num_threads())
 
     def run(self, x, weight, geom, out):
         """Chunks shared out among the threads; each fills its column buffer and multiplies it."""

@@ -35,6 +35,8 @@ from .winograd_transforms import transforms
 BLOCK_BYTES = 4 * 2**20
 # Input and output transform kernels: seconds per transformed value on one core (measured).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
+# NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
+SECONDS_PER_MATMUL = 20e-9
 
 
 @njit(cache=True, nogil=True)
@@ -183,7 +185,8 @@ class Winograd(Algorithm):
         return padded + blocks + weights
 
     def estimated_seconds(self, geom):
-        """GEMMs, plus U streamed once per tile block, plus the transforms, plus the input's copy."""
+        """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
+        transforms, plus the input's copy."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles = geom.batch * math.prod(_tiles(geom, self.m))
         threads = get_num_threads()
@@ -192,8 +195,9 @@ class Winograd(Algorithm):
         gemm_flops = 2 * n * n * tiles * geom.in_per_group * geom.out_channels
         weight_bytes = n * n * geom.in_per_group * geom.out_channels * item
         transformed = tiles * n * n * (geom.in_channels + geom.out_channels)
+        blocks = -(-tiles // block)
         return (gemm_seconds(gemm_flops, block, geom.out_per_group, geom.in_per_group)
-                + weight_bytes * -(-tiles // block) / COPY_BYTES_PER_SECOND
+                + blocks * (weight_bytes / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
                 + transformed * TRANSFORM_SECONDS_PER_VALUE / threads
                 + geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND)
 
