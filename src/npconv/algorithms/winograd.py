@@ -39,49 +39,51 @@ TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 SECONDS_PER_MATMUL = 20e-9
 
 
+@njit(cache=True, inline="always")
+def combine(dst, dst0, coefs, src, src0, step, length):
+    """dst[dst0 + c] = sum_k coefs[k] * src[src0 + k * step + c] for c < length.
+
+    One row of a transform-matrix product, skipping zero coefficients.  Indexing is flat and
+    unsigned: Numba's negative-index handling on signed indices stops the loops vectorising.
+    """
+    for c in range(length):
+        dst[uint64(dst0 + c)] = 0
+    for k in range(coefs.shape[0]):
+        coef = coefs[k]
+        if coef != 0:
+            base = src0 + k * step
+            for c in range(length):
+                dst[uint64(dst0 + c)] += coef * src[uint64(base + c)]
+
+
 @njit(cache=True, nogil=True)
 def input_transform(xp, bt, v, t0, tiles_h, tiles_w, m):
     """V[p, g, t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + v.shape[2] of the padded chunk.
 
     xp: (nb, Hp, Wp, C) channels-last zero-padded images; bt: (n, n); v: (n*n, G, T, Cg).
+    Vectorised over channels.
     """
     n = bt.shape[0]
     channels = xp.shape[3]
     groups, count, cg = v.shape[1], v.shape[2], v.shape[3]
     row, plane = xp.shape[2] * channels, xp.shape[1] * xp.shape[2] * channels
     src, dst = xp.ravel(), v.ravel()
-    tmp = np.empty((n, n, channels), dtype=xp.dtype)  # (BT d)[a, q, c]
-    acc = np.empty(channels, dtype=xp.dtype)
-    flat = tmp.ravel()
+    tmp = np.empty(n * n * channels, dtype=xp.dtype)  # (BT d)[a, q, c]
+    acc = np.empty(channels, dtype=xp.dtype)  # (BT d BT^T)[a, p, :]
     for tb in range(count):
         t = t0 + tb
         img, i, j = t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
         corner = img * plane + i * m * row + j * m * channels
         for a in range(n):
             for q in range(n):
-                out0 = uint64((a * n + q) * channels)
-                for c in range(channels):
-                    flat[out0 + uint64(c)] = 0
-                for k in range(n):
-                    coef = bt[a, k]
-                    if coef != 0:
-                        in0 = uint64(corner + k * row + q * channels)
-                        for c in range(channels):
-                            flat[out0 + uint64(c)] += coef * src[in0 + uint64(c)]
+                combine(tmp, (a * n + q) * channels, bt[a], src, corner + q * channels, row, channels)
         for a in range(n):
             for p in range(n):
-                for c in range(channels):
-                    acc[c] = 0
-                for q in range(n):
-                    coef = bt[p, q]
-                    if coef != 0:
-                        in0 = uint64((a * n + q) * channels)
-                        for c in range(channels):
-                            acc[c] += coef * flat[in0 + uint64(c)]
+                combine(acc, 0, bt[p], tmp, a * n * channels, channels, channels)
                 for g in range(groups):
-                    out0 = uint64((((a * n + p) * groups + g) * count + tb) * cg)
+                    out0 = (((a * n + p) * groups + g) * count + tb) * cg
                     for c in range(cg):
-                        dst[out0 + uint64(c)] = acc[g * cg + c]
+                        dst[uint64(out0 + c)] = acc[uint64(g * cg + c)]
 
 
 @njit(cache=True, nogil=True)
@@ -89,45 +91,30 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
     mm: (n*n, G, T, Og) transform-domain products; at: (m, n); tile t counts from image n0.
+    Vectorised over channels.
     """
     m, n = at.shape
     groups, count, og = mm.shape[1], mm.shape[2], mm.shape[3]
     channels = groups * og
     out_h, out_w = out.shape[2], out.shape[3]
     src, dst = mm.ravel(), out.ravel()
-    tmp = np.empty((m, n, channels), dtype=mm.dtype)  # (AT M)[a, q, o]
-    acc = np.empty(channels, dtype=mm.dtype)
-    flat = tmp.ravel()
+    tmp = np.empty(m * n * channels, dtype=mm.dtype)  # (AT M)[a, q, o]
+    acc = np.empty(channels, dtype=mm.dtype)  # (AT M AT^T)[a, p, :]
+    point = groups * count * og  # M's stride between transform points
     for tb in range(count):
         t = t0 + tb
         img, i, j = n0 + t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
         for a in range(m):
             for q in range(n):
-                out0 = uint64((a * n + q) * channels)
+                for g in range(groups):
+                    combine(tmp, (a * n + q) * channels + g * og, at[a], src, ((q * groups + g) * count + tb) * og,
+                            n * point, og)
+        for a in range(min(m, out_h - i * m)):
+            for p in range(min(m, out_w - j * m)):
+                combine(acc, 0, at[p], tmp, a * n * channels, channels, channels)
+                pixel = ((img * channels) * out_h + i * m + a) * out_w + j * m + p
                 for c in range(channels):
-                    flat[out0 + uint64(c)] = 0
-                for k in range(n):
-                    coef = at[a, k]
-                    if coef != 0:
-                        for g in range(groups):
-                            in0 = uint64((((k * n + q) * groups + g) * count + tb) * og)
-                            o0 = out0 + uint64(g * og)
-                            for c in range(og):
-                                flat[o0 + uint64(c)] += coef * src[in0 + uint64(c)]
-        rows, cols = min(m, out_h - i * m), min(m, out_w - j * m)
-        for a in range(rows):
-            for p in range(cols):
-                for c in range(channels):
-                    acc[c] = 0
-                for q in range(n):
-                    coef = at[p, q]
-                    if coef != 0:
-                        in0 = uint64((a * n + q) * channels)
-                        for c in range(channels):
-                            acc[c] += coef * flat[in0 + uint64(c)]
-                pixel = uint64(((img * channels) * out_h + i * m + a) * out_w + j * m + p)
-                for c in range(channels):
-                    dst[pixel + uint64(c * out_h * out_w)] = acc[c]
+                    dst[uint64(pixel + c * out_h * out_w)] = acc[uint64(c)]
 
 
 def transform_weight(weight, groups, m):
