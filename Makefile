@@ -1,4 +1,5 @@
 # Quick start: `make demo` and `make test`; each creates or refreshes .venv itself.
+# `make demo` also writes checkerboard.png (the checkerboard study's outputs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-demo
 	$(BIN)/npconv info
 	$(BIN)/npconv bench --quick
+	$(BIN)/npconv demo checkerboard --out checkerboard.png
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q

@@ -161,3 +161,165 @@ def test_set_num_threads_rejects_bad_values(value):
     with pytest.raises(ValueError, match=re.escape(f"set_num_threads: n must be an int in [1, {limit}], got {value!r}")):
         npconv.set_num_threads(value)
     assert npconv.get_num_threads() == before
+
+
+# ---- transposed convolution, interpolation, resize-convolution, checkerboard score
+
+XT = np.zeros((2, 4, 5, 4), dtype=np.float32)  # (N, C_in, H, W)
+WT = np.zeros((4, 3, 3, 3), dtype=np.float32)  # (C_in, C_out/groups, kh, kw)
+X1 = np.zeros((1, 2, 5), dtype=np.float32)  # (N, C, L)
+ALGOS = ", ".join(repr(name) for name in npconv.algorithms())
+
+NEW_CASES = [
+    # conv_transpose: dtypes and shapes
+    ("ct-int-input", lambda: npconv.conv_transpose2d(XT.astype(np.int64), WT), TypeError,
+     f"conv_transpose2d: input has dtype int64; {DTYPES}"),
+    ("ct-ragged-weight", lambda: npconv.conv_transpose2d(XT, [[1.0], [2.0, 3.0]]), TypeError,
+     "conv_transpose2d: weight must be an array of floats, got list"),
+    ("ct-weight-rank", lambda: npconv.conv_transpose2d(XT, zeros(4, 3, 3)), ValueError,
+     re.escape("conv_transpose2d: weight must be 4-d (C_in, C_out/groups, *kernel), got shape (4, 3, 3)")),
+    ("ct-x-ndim", lambda: npconv.conv_transpose(zeros(2, 4, 5), WT), ValueError,
+     re.escape("conv_transpose: input must be (N, C_in, *spatial) with 4 dims to match the 4-d weight, got shape (2, 4, 5)")),
+    ("ct-weight-2d", lambda: npconv.conv_transpose(zeros(2, 4), zeros(4, 3)), ValueError,
+     re.escape("conv_transpose: weight must be (C_in, C_out/groups, *kernel) with at least 3 dims, got shape (4, 3)")),
+    ("ct-weight-zero-size", lambda: npconv.conv_transpose2d(XT, zeros(4, 0, 3, 3)), ValueError,
+     re.escape("conv_transpose2d: weight has a zero-size dim, shape (4, 0, 3, 3)")),
+    ("ct-input-zero-spatial", lambda: npconv.conv_transpose1d(zeros(1, 4, 0), zeros(4, 1, 1)), ValueError,
+     re.escape("conv_transpose1d: input has a zero-size channel or spatial dim, shape (1, 4, 0)")),
+    ("ct-channel-mismatch", lambda: npconv.conv_transpose2d(XT, zeros(3, 3, 3, 3)), ValueError,
+     re.escape("conv_transpose2d: input has 4 channels but weight (3, 3, 3, 3) expects weight.shape[0] = 3")),
+    ("ct-groups-not-dividing", lambda: npconv.conv_transpose2d(XT, WT, groups=3), ValueError,
+     "conv_transpose2d: in_channels=4 is not divisible by groups=3"),
+    ("ct-groups-zero", lambda: npconv.conv_transpose2d(XT, WT, groups=0), ValueError,
+     "conv_transpose2d: groups must be positive, got 0"),
+    ("ct-bias-shape", lambda: npconv.conv_transpose2d(XT, WT, zeros(3), groups=2), ValueError,
+     re.escape("conv_transpose2d: bias must have shape (6,) = (weight.shape[1] * groups,), got (3,)")),
+    # conv_transpose: hyper-parameters
+    ("ct-stride-zero", lambda: npconv.conv_transpose2d(XT, WT, stride=0), ValueError,
+     "conv_transpose2d: stride must be positive, got 0"),
+    ("ct-dilation-negative", lambda: npconv.conv_transpose2d(XT, WT, dilation=(1, -1)), ValueError,
+     re.escape("conv_transpose2d: dilation must be positive, got (1, -1)")),
+    ("ct-stride-float", lambda: npconv.conv_transpose2d(XT, WT, stride=2.0), TypeError,
+     "conv_transpose2d: stride must be an int or a tuple of ints, got 2.0"),
+    ("ct-padding-same", lambda: npconv.conv_transpose2d(XT, WT, padding="same"), ValueError,
+     re.escape("conv_transpose2d: padding must be an int, one int per spatial dim or one (lo, hi) pair per "
+               "spatial dim, got 'same'")),
+    ("ct-padding-negative", lambda: npconv.conv_transpose2d(XT, WT, padding=-1), ValueError,
+     "conv_transpose2d: padding must be non-negative, got -1"),
+    ("ct-padding-pairs-count", lambda: npconv.conv_transpose2d(XT, WT, padding=((1, 0),)), ValueError,
+     re.escape("conv_transpose2d: padding as pairs needs one (lo, hi) pair per spatial dim (2), got ((1, 0),)")),
+    ("ct-output-padding-negative", lambda: npconv.conv_transpose2d(XT, WT, output_padding=-1), ValueError,
+     "conv_transpose2d: output_padding must be non-negative, got -1"),
+    ("ct-output-padding-float", lambda: npconv.conv_transpose2d(XT, WT, output_padding=1.0), TypeError,
+     "conv_transpose2d: output_padding must be an int or a tuple of ints, got 1.0"),
+    ("ct-output-padding-too-large", lambda: npconv.conv_transpose2d(XT, WT, stride=2, output_padding=2), ValueError,
+     "conv_transpose2d: output_padding=2 must be smaller than stride=2 or dilation=1, in spatial dim 0"),
+    ("ct-output-padding-per-dim", lambda: npconv.conv_transpose2d(XT, WT, stride=(2, 3), dilation=(1, 2),
+                                                                  output_padding=(1, 3)), ValueError,
+     "conv_transpose2d: output_padding=3 must be smaller than stride=3 or dilation=2, in spatial dim 1"),
+    ("ct-output-size-out-of-range", lambda: npconv.conv_transpose2d(XT, WT, stride=2, padding=1, output_size=(11, 7)),
+     ValueError, re.escape("conv_transpose2d: requested an output size of (11, 7), but valid sizes range from (9, 7) "
+                           "to (10, 8) (for an input of (5, 4))")),
+    ("ct-output-size-too-small", lambda: npconv.conv_transpose2d(XT, WT, stride=2, padding=1, output_size=[8, 8]),
+     ValueError, re.escape("requested an output size of (8, 8), but valid sizes range from (9, 7) to (10, 8)")),
+    ("ct-output-size-length", lambda: npconv.conv_transpose2d(XT, WT, output_size=(9,)), ValueError,
+     re.escape("conv_transpose2d: output_size needs one value per spatial dim (2), got (9,)")),
+    ("ct-output-size-leading", lambda: npconv.conv_transpose2d(XT, WT, stride=2, output_size=(2, 5, 11, 9)),
+     ValueError, re.escape("conv_transpose2d: output_size with 4 values must start with (N, C_out) = (2, 3), "
+                           "got (2, 5, 11, 9)")),
+    ("ct-output-size-float", lambda: npconv.conv_transpose2d(XT, WT, output_size=(9.0, 7)), TypeError,
+     "conv_transpose2d: output_size must be an int or a tuple of ints, got 9.0"),
+    ("ct-output-size-and-padding", lambda: npconv.conv_transpose2d(XT, WT, stride=2, output_padding=1,
+                                                                   output_size=(11, 9)), ValueError,
+     re.escape("conv_transpose2d: give output_size or output_padding, not both, got output_padding=(1, 1)")),
+    ("ct-output-not-positive", lambda: npconv.conv_transpose1d(zeros(1, 1, 1), zeros(1, 1, 1), padding=1), ValueError,
+     re.escape("conv_transpose1d: output size (in - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding "
+               "+ 1 = (1 - 1) * 1 - 1 - 1 + 1 * (1 - 1) + 0 + 1 = -1 is not positive in spatial dim 0")),
+    ("ct-unknown-algo", lambda: npconv.conv_transpose2d(XT, WT, algo="fast"), ValueError,
+     re.escape(f"conv_transpose2d: unknown algo 'fast'; choose 'auto', 'subpixel', 'col2im' or one of {ALGOS}")),
+    # interpolate
+    ("interp-int-input", lambda: npconv.interpolate(X1.astype(np.int32), size=3), TypeError,
+     f"interpolate: input has dtype int32; {DTYPES}"),
+    ("interp-2d-input", lambda: npconv.interpolate(zeros(2, 3), size=3), ValueError,
+     re.escape("interpolate: input must be (N, C, *spatial) with at least 3 dims, got shape (2, 3)")),
+    ("interp-zero-spatial", lambda: npconv.interpolate(zeros(1, 1, 0), size=3), ValueError,
+     re.escape("interpolate: input has a zero-size channel or spatial dim, shape (1, 1, 0)")),
+    ("interp-unknown-mode", lambda: npconv.interpolate(X1, size=3, mode="area"), ValueError,
+     re.escape("interpolate: mode must be one of 'nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic', "
+               "'trilinear', got 'area'")),
+    ("interp-mode-rank", lambda: npconv.interpolate(X1, size=3, mode="bilinear"), ValueError,
+     re.escape("interpolate: mode 'bilinear' is for 2-d input (N, C, H, W), got shape (1, 2, 5)")),
+    ("interp-bicubic-3d", lambda: npconv.interpolate(zeros(1, 1, 2, 2, 2), size=3, mode="bicubic"), ValueError,
+     re.escape("interpolate: mode 'bicubic' is for 2-d input (N, C, H, W), got shape (1, 1, 2, 2, 2)")),
+    ("interp-align-with-nearest", lambda: npconv.interpolate(X1, size=3, align_corners=False), ValueError,
+     re.escape("interpolate: align_corners can only be set with the interpolating modes linear, bilinear, bicubic, "
+               "trilinear, got mode='nearest' with align_corners=False")),
+    ("interp-align-not-bool", lambda: npconv.interpolate(X1, size=3, mode="linear", align_corners=1), TypeError,
+     "interpolate: align_corners must be a bool or None, got 1"),
+    ("interp-neither", lambda: npconv.interpolate(X1), ValueError,
+     "interpolate: give exactly one of size and scale_factor, got size=None, scale_factor=None"),
+    ("interp-both", lambda: npconv.interpolate(X1, size=3, scale_factor=2), ValueError,
+     "interpolate: give exactly one of size and scale_factor, got size=3, scale_factor=2"),
+    ("interp-size-zero", lambda: npconv.interpolate(X1, size=0), ValueError, "interpolate: size must be positive, got 0"),
+    ("interp-size-float", lambda: npconv.interpolate(X1, size=2.5), TypeError,
+     "interpolate: size must be an int or a tuple of ints, got 2.5"),
+    ("interp-size-length", lambda: npconv.interpolate(XT, size=(3,)), ValueError,
+     re.escape("interpolate: size needs one value per spatial dim (2), got (3,)")),
+    ("interp-scale-zero", lambda: npconv.interpolate(X1, scale_factor=0), ValueError,
+     "interpolate: scale_factor must be positive and finite, got 0"),
+    ("interp-scale-inf", lambda: npconv.interpolate(XT, scale_factor=(2, float("inf"))), ValueError,
+     re.escape("interpolate: scale_factor must be positive and finite, got (2, inf)")),
+    ("interp-scale-nan", lambda: npconv.interpolate(X1, scale_factor=float("nan")), ValueError,
+     "interpolate: scale_factor must be positive and finite, got nan"),
+    ("interp-scale-bool", lambda: npconv.interpolate(X1, scale_factor=True), TypeError,
+     "interpolate: scale_factor must be a number or a tuple of numbers, got True"),
+    ("interp-scale-string", lambda: npconv.interpolate(X1, scale_factor="2"), TypeError,
+     "interpolate: scale_factor must be a number or a tuple of numbers, got '2'"),
+    ("interp-scale-length", lambda: npconv.interpolate(XT, scale_factor=(2.0, 2.0, 2.0)), ValueError,
+     re.escape("interpolate: scale_factor needs one value per spatial dim (2), got (2.0, 2.0, 2.0)")),
+    ("interp-output-empty", lambda: npconv.interpolate(zeros(1, 1, 2), scale_factor=0.3), ValueError,
+     re.escape("interpolate: output size floor(in * scale_factor) = floor(2 * 0.3) = 0 is not positive in spatial dim 0")),
+    # upsample_conv: interpolate's and conv's rules, under its own name
+    ("up-rank-mismatch", lambda: npconv.upsample_conv(X1, W), ValueError,
+     re.escape("upsample_conv: input must be (N, C_in, *spatial) with 4 dims to match the 4-d weight, got shape (1, 2, 5)")),
+    ("up-mode-rank", lambda: npconv.upsample_conv(XT, zeros(2, 4, 3, 3), mode="linear"), ValueError,
+     re.escape("upsample_conv: mode 'linear' is for 1-d input (N, C, L), got shape (2, 4, 5, 4)")),
+    ("up-scale-negative", lambda: npconv.upsample_conv(XT, zeros(2, 4, 3, 3), scale_factor=-2), ValueError,
+     "upsample_conv: scale_factor must be positive and finite, got -2"),
+    ("up-channel-mismatch", lambda: npconv.upsample_conv(XT, zeros(2, 3, 3, 3)), ValueError,
+     re.escape("upsample_conv: input has 4 channels but weight (2, 3, 3, 3) with groups=1 expects weight.shape[1] * "
+               "groups = 3")),
+    ("up-int-weight", lambda: npconv.upsample_conv(XT, zeros(2, 4, 3, 3, dtype=np.int64)), TypeError,
+     f"upsample_conv: weight has dtype int64; {DTYPES}"),
+    # checkerboard_score
+    ("cb-int", lambda: npconv.checkerboard_score(np.zeros((1, 1, 4), dtype=int), 2), TypeError,
+     f"checkerboard_score: y has dtype int64; {DTYPES}"),
+    ("cb-2d", lambda: npconv.checkerboard_score(zeros(4, 4), 2), ValueError,
+     re.escape("checkerboard_score: y must be (N, C, *spatial) with at least 3 dims, none of size 0, got shape (4, 4)")),
+    ("cb-empty", lambda: npconv.checkerboard_score(zeros(1, 1, 0), 2), ValueError,
+     re.escape("checkerboard_score: y must be (N, C, *spatial) with at least 3 dims, none of size 0, got shape (1, 1, 0)")),
+    ("cb-stride-zero", lambda: npconv.checkerboard_score(XT, 0), ValueError,
+     "checkerboard_score: stride must be positive, got 0"),
+    ("cb-stride-length", lambda: npconv.checkerboard_score(XT, (2, 2, 2)), ValueError,
+     re.escape("checkerboard_score: stride needs one value per spatial dim (2), got (2, 2, 2)")),
+]
+
+
+@pytest.mark.parametrize("call, exc, match", [pytest.param(*case[1:], id=case[0]) for case in NEW_CASES])
+def test_invalid_arguments_of_the_upsampling_ops(call, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        call()
+    assert type(info.value) is exc
+
+
+def test_conv_transpose_unsupported_phase_algorithm():
+    """A valid transposed convolution whose phases the named conv algorithm cannot run: unsupported, not invalid."""
+    with pytest.raises(npconv.UnsupportedAlgorithmError,
+                       match=re.escape("algorithm 'winograd' cannot compute this convolution: ")):
+        npconv.conv_transpose2d(zeros(1, 2, 4, 4), zeros(2, 2, 4, 4), stride=2, algo="winograd")
+
+
+def test_conv_transpose_checks_arguments_before_the_algorithm():
+    with pytest.raises(ValueError, match="conv_transpose: in_channels=1 is not divisible by groups=2") as info:
+        npconv.conv_transpose(zeros(1, 1, 3, 3, 3, 3), zeros(1, 2, 2, 2, 2, 2), groups=2, algo="col2im")
+    assert not isinstance(info.value, npconv.UnsupportedAlgorithmError)

@@ -2,6 +2,7 @@
 
 from .algorithms import algorithm_names as algorithms
 from .autotuner import autotune
+from .checkerboard import checkerboard_score
 from .config import (
     get_num_threads,
     get_precision,
@@ -12,6 +13,9 @@ from .config import (
 )
 from .conv import conv, conv1d, conv2d, conv3d
 from .errors import UnsupportedAlgorithmError
+from .interpolate import interpolate
+from .transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
+from .upsample import upsample_conv
 
 __version__ = "0.1.0"
 
@@ -19,14 +23,21 @@ __all__ = [
     "UnsupportedAlgorithmError",
     "algorithms",
     "autotune",
+    "checkerboard_score",
     "conv",
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "get_num_threads",
     "get_precision",
     "get_workspace_limit",
+    "interpolate",
     "set_num_threads",
     "set_precision",
     "set_workspace_limit",
+    "upsample_conv",
 ]

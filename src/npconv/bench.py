@@ -48,15 +48,18 @@ def use_timing_env():
 def median_seconds(functions, repeats):
     """Median wall time of each function, timed in interleaved rounds after one warm-up call each.
 
-    Each round starts one function later than the last, so every function follows each other
-    one equally often (a library's idle threads can slow whatever runs right after it).
+    Round r runs the functions in the r-th of their order's rotations and its reversal's, so
+    each function follows each other one about equally often: what runs just before matters,
+    as PyTorch's OpenMP threads spin-wait for milliseconds after each call on the cores the
+    next call needs (npconv measured up to 2x slower right after torch).
     """
     for f in functions:
         f()
+    count = len(functions)
+    orders = [[(start + i) % count for i in range(count)][::step] for step in (1, -1) for start in range(count)]
     times = [[] for _ in functions]
     for round_ in range(repeats):
-        for i in range(len(functions)):
-            index = (i + round_) % len(functions)
+        for index in orders[round_ % len(orders)]:
             start = time.perf_counter()
             functions[index]()
             times[index].append(time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""The ``npconv`` command: ``npconv info`` and ``npconv bench``."""
+"""The ``npconv`` command: ``npconv info``, ``npconv bench`` and ``npconv demo``."""
 
 import argparse
 import json
@@ -77,6 +77,19 @@ def _bench(args):
         print(f"wrote {args.png}")
 
 
+def _demo(args):
+    from npconv import checkerboard
+
+    if args.out:
+        try:
+            from npconv.bench import require_plotting
+
+            require_plotting()
+        except ImportError as exc:
+            raise SystemExit(f"npconv demo checkerboard --out: {exc}") from None
+    checkerboard.run_demo(out=args.out)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="npconv", description="npconv: convolutions for Python, exact to PyTorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +106,11 @@ def build_parser():
     b.add_argument("--png", metavar="FILE", help="also chart auto's speed ratios per layer (needs matplotlib)")
     b.add_argument("-v", "--verbose", action="store_true", help="print progress to stderr")
     b.set_defaults(func=_bench)
+    d = sub.add_parser("demo", help="demonstrations: the checkerboard study (transposed vs resize-convolution)")
+    d.add_argument("name", choices=["checkerboard"],
+                   help="checkerboard: transposed convolution vs resize-convolution, scored by npconv.checkerboard_score")
+    d.add_argument("--out", metavar="FILE.png", help="also draw the outputs to this PNG (needs matplotlib)")
+    d.set_defaults(func=_demo)
     return parser
 
 

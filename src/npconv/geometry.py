@@ -15,8 +15,28 @@ import numpy as np
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+class _Shapes:
+    """What a forward and a transposed convolution's geometry derive alike from their fields."""
+
+    @property
+    def rank(self):
+        return len(self.kernel)
+
+    @property
+    def in_per_group(self):
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self):
+        return self.out_channels // self.groups
+
+    @property
+    def out_shape(self):
+        return (self.batch, self.out_channels, *self.out_size)
+
+
 @dataclass(frozen=True)
-class ConvGeometry:
+class ConvGeometry(_Shapes):
     """Shapes and hyper-parameters of one convolution, all normalised to tuples.
 
     ``padding`` is the zero padding ``(lo, hi)`` of each spatial dim.  Output size per dim::
@@ -36,27 +56,11 @@ class ConvGeometry:
     dtype: np.dtype
 
     @property
-    def rank(self):
-        return len(self.kernel)
-
-    @property
     def out_size(self):
         return tuple(
             (i + lo + hi - d * (k - 1) - 1) // s + 1
             for i, k, s, d, (lo, hi) in zip(self.in_size, self.kernel, self.stride, self.dilation, self.padding)
         )
-
-    @property
-    def in_per_group(self):
-        return self.in_channels // self.groups
-
-    @property
-    def out_per_group(self):
-        return self.out_channels // self.groups
-
-    @property
-    def out_shape(self):
-        return (self.batch, self.out_channels, *self.out_size)
 
     @property
     def macs(self):
@@ -184,3 +188,136 @@ def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, g
         in_size=in_size, kernel=kernel, stride=stride, dilation=dilation, padding=pairs, dtype=np.dtype(dtype),
     )
     return geometry, mode_pad
+
+
+@dataclass(frozen=True)
+class ConvTransposeGeometry(_Shapes):
+    """Shapes and hyper-parameters of one transposed convolution, all normalised to tuples.
+
+    ``in_channels`` is the input's (and ``weight.shape[0]``), ``out_channels`` is
+    ``weight.shape[1] * groups``; ``padding`` holds the ``(lo, hi)`` pairs cropped from the
+    full output.  Output size per dim::
+
+        out = (in - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding + 1
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    padding: tuple
+    output_padding: tuple
+    dtype: np.dtype
+
+    @property
+    def out_size(self):
+        return tuple(
+            (i - 1) * s - lo - hi + d * (k - 1) + p + 1
+            for i, k, s, d, (lo, hi), p in zip(
+                self.in_size, self.kernel, self.stride, self.dilation, self.padding, self.output_padding
+            )
+        )
+
+    @property
+    def macs(self):
+        """Multiply-accumulates of every input value with every kernel tap (cropped ones included)."""
+        return self.batch * self.in_channels * self.out_per_group * math.prod(self.kernel) * math.prod(self.in_size)
+
+
+def conv_transpose_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, output_padding, groups, dilation,
+                            output_size, dtype):
+    """Check a transposed convolution's arguments; return its :class:`ConvTransposeGeometry`.
+
+    ``output_size`` (``None``, an int, ``rank`` ints or ``(N, C_out, *spatial)``) sets
+    ``output_padding`` as in PyTorch: it must lie in ``[min, min + stride - 1]``, ``min``
+    being the size with ``output_padding = 0``.
+    """
+    if len(w_shape) < 3:
+        raise ValueError(
+            f"{op}: weight must be (C_in, C_out/groups, *kernel) with at least 3 dims, got shape {w_shape}"
+        )
+    rank = len(w_shape) - 2
+    if len(x_shape) != rank + 2:
+        raise ValueError(
+            f"{op}: input must be (N, C_in, *spatial) with {rank + 2} dims to match the {len(w_shape)}-d weight, "
+            f"got shape {x_shape}"
+        )
+    if min(w_shape) < 1:
+        raise ValueError(f"{op}: weight has a zero-size dim, shape {w_shape}")
+    if min(x_shape[1:]) < 1:
+        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x_shape}")
+    (groups,) = int_tuple(op, "groups", groups, 1, 1)
+    batch, in_channels, in_size = x_shape[0], x_shape[1], tuple(x_shape[2:])
+    kernel = tuple(w_shape[2:])
+    if in_channels != w_shape[0]:
+        raise ValueError(
+            f"{op}: input has {in_channels} channels but weight {w_shape} expects weight.shape[0] = {w_shape[0]}"
+        )
+    if in_channels % groups:
+        raise ValueError(f"{op}: in_channels={in_channels} is not divisible by groups={groups}")
+    out_channels = w_shape[1] * groups
+    if b_shape is not None and tuple(b_shape) != (out_channels,):
+        raise ValueError(
+            f"{op}: bias must have shape ({out_channels},) = (weight.shape[1] * groups,), got {tuple(b_shape)}"
+        )
+    stride = int_tuple(op, "stride", stride, rank, 1)
+    dilation = int_tuple(op, "dilation", dilation, rank, 1)
+    if isinstance(padding, str):
+        raise ValueError(
+            f"{op}: padding must be an int, one int per spatial dim or one (lo, hi) pair per spatial dim, "
+            f"got {padding!r}"
+        )
+    pairs = padding_pairs(op, padding, rank, in_size, kernel, stride, dilation)
+    smallest = tuple(
+        (i - 1) * s - lo - hi + d * (k - 1) + 1
+        for i, k, s, d, (lo, hi) in zip(in_size, kernel, stride, dilation, pairs)
+    )
+    output_padding = int_tuple(op, "output_padding", output_padding, rank, 0)
+    if output_size is not None:
+        if any(output_padding):
+            raise ValueError(
+                f"{op}: give output_size or output_padding, not both, got output_padding={output_padding}"
+            )
+        output_padding = _output_padding_for(op, output_size, smallest, stride, in_size, (batch, out_channels))
+    for dim, (p, s, d) in enumerate(zip(output_padding, stride, dilation)):
+        if p >= max(s, d):
+            raise ValueError(
+                f"{op}: output_padding={p} must be smaller than stride={s} or dilation={d}, in spatial dim {dim}"
+            )
+    for dim, (low, p) in enumerate(zip(smallest, output_padding)):
+        if low + p < 1:
+            i, k, s, d, (lo, hi) = in_size[dim], kernel[dim], stride[dim], dilation[dim], pairs[dim]
+            raise ValueError(
+                f"{op}: output size (in - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding + 1 = "
+                f"({i} - 1) * {s} - {lo} - {hi} + {d} * ({k} - 1) + {p} + 1 = {low + p} is not positive "
+                f"in spatial dim {dim}"
+            )
+    return ConvTransposeGeometry(
+        batch=batch, in_channels=in_channels, out_channels=out_channels, groups=groups, in_size=in_size,
+        kernel=kernel, stride=stride, dilation=dilation, padding=pairs, output_padding=output_padding,
+        dtype=np.dtype(dtype),
+    )
+
+
+def _output_padding_for(op, output_size, smallest, stride, in_size, leading):
+    """The output_padding that gives ``output_size`` (PyTorch's rule), or a ValueError naming the valid range."""
+    rank = len(smallest)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == rank + 2:
+        given = int_tuple(op, "output_size", output_size, rank + 2, 0)
+        if given[:2] != leading:
+            raise ValueError(
+                f"{op}: output_size with {rank + 2} values must start with (N, C_out) = {leading}, got {given}"
+            )
+        output_size = given[2:]
+    size = int_tuple(op, "output_size", output_size, rank, 0)
+    largest = tuple(low + s - 1 for low, s in zip(smallest, stride))
+    if any(not low <= o <= high for o, low, high in zip(size, smallest, largest)):
+        raise ValueError(
+            f"{op}: requested an output size of {size}, but valid sizes range from {smallest} to {largest} "
+            f"(for an input of {in_size})"
+        )
+    return tuple(o - low for o, low in zip(size, smallest))

@@ -1,7 +1,5 @@
 """The interface every convolution algorithm implements, and the shared cost-model pieces."""
 
-import math
-
 import numpy as np
 
 from ..errors import UnsupportedAlgorithmError

@@ -1,0 +1,189 @@
+"""Resizing by interpolation, as ``torch.nn.functional.interpolate``.
+
+Every mode is separable: each spatial dim in turn is resampled by taking, for every
+output index, a few input indices along that dim and their weights (one for nearest, two
+for linear, four for cubic).  Indices and weights follow PyTorch's CPU kernels
+(``aten/src/ATen/native/UpSample.h``) to the float: per dim, with ``scale`` the given
+``scale_factor`` or else ``out / in``,
+
+- ``nearest``: ``min(floor(i * (1 / scale)), in - 1)`` in float32; for 2-d input, as
+  PyTorch's 2-d kernel, ``i`` itself when ``out == in`` and ``i // 2`` when ``out == 2 * in``
+  whatever the scale (its 1-d and 3-d kernels have no such special cases);
+- ``nearest-exact``: ``min(floor((i + 0.5) * (1 / scale)), in - 1)``;
+- ``linear``, ``bilinear``, ``trilinear`` and ``bicubic`` sample at
+  ``src = (i + 0.5) / scale - 0.5`` (clamped at 0 for linear), or with ``align_corners``
+  at ``src = i * (in - 1) / (out - 1)``; linear weighs the two neighbours, bicubic four
+  (Keys' cubic convolution, ``A = -0.75``, indices clamped to the edge).  Linear copies
+  a dim whose size does not change.
+
+Output size per dim: ``size``, or ``floor(in * scale_factor)``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .dtypes import as_array, result_dtypes
+from .geometry import int_tuple
+
+NEAREST = ("nearest", "nearest-exact")
+# The interpolating modes and the spatial rank each needs (None: any).
+INTERPOLATING = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+MODES = (*NEAREST, *INTERPOLATING)
+CUBIC_A = -0.75
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Resize ``x`` (N, C, *spatial) to ``size`` or by ``scale_factor``, as ``torch.nn.functional.interpolate``.
+
+    Args:
+        x: input, ``(N, C, *spatial)``.
+        size: an int or one int per spatial dim, positive.  Give it or ``scale_factor``.
+        scale_factor: a positive number or one per spatial dim.  As in PyTorch (with
+            ``recompute_scale_factor`` left unset), it sets the output size and is also
+            the scale the sampling positions use.
+        mode: ``"nearest"`` (PyTorch's legacy nearest), ``"nearest-exact"`` (any spatial
+            rank), ``"linear"`` (1-d), ``"bilinear"`` (2-d), ``"bicubic"`` (2-d),
+            ``"trilinear"`` (3-d).
+        align_corners: for the interpolating modes only: sample so that the corner pixels'
+            centres line up (True) or their edges (False, the default).
+
+    Output size per spatial dim: ``size``, or ``floor(in * scale_factor)``.
+
+    dtypes: float16, float32, float64 (float16 is computed in float32).  Returns a new
+    array; the input is never modified.
+
+    Raises:
+        TypeError: a non-float input, a non-int size, a non-number scale_factor or a
+            non-bool align_corners.
+        ValueError: both or neither of size and scale_factor; a non-positive size or
+            scale; an unknown mode, or one for another rank; align_corners with a
+            nearest mode.
+    """
+    return resize("interpolate", x, size, scale_factor, mode, align_corners)
+
+
+def resize(op, x, size, scale_factor, mode, align_corners):
+    """:func:`interpolate`, with errors naming ``op``."""
+    x = as_array(op, "input", x)
+    compute, result = result_dtypes(op, input=x)
+    if x.ndim < 3:
+        raise ValueError(f"{op}: input must be (N, C, *spatial) with at least 3 dims, got shape {x.shape}")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x.shape}")
+    rank = x.ndim - 2
+    if mode not in MODES:
+        raise ValueError(f"{op}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if INTERPOLATING.get(mode, rank) != rank:
+        dims = ("L", "H, W", "D, H, W")[INTERPOLATING[mode] - 1]
+        raise ValueError(
+            f"{op}: mode {mode!r} is for {INTERPOLATING[mode]}-d input (N, C, {dims}), got shape {x.shape}"
+        )
+    if mode in NEAREST and align_corners is not None:
+        raise ValueError(
+            f"{op}: align_corners can only be set with the interpolating modes "
+            f"{', '.join(INTERPOLATING)}, got mode={mode!r} with align_corners={align_corners!r}"
+        )
+    if align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
+        raise TypeError(f"{op}: align_corners must be a bool or None, got {align_corners!r}")
+    in_size = x.shape[2:]
+    out_size, scales = _output_size(op, in_size, size, scale_factor)
+    y = x.astype(compute, copy=False)
+    for axis, (i, o, scale) in enumerate(zip(in_size, out_size, scales), start=2):
+        y = _resample(y, axis, *_taps(mode, i, o, scale, bool(align_corners), compute, rank))
+    return y.astype(result, copy=False)
+
+
+def _output_size(op, in_size, size, scale_factor):
+    """``(out_size, scales)``: the output size and, per dim, the given scale factor or None."""
+    rank = len(in_size)
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{op}: give exactly one of size and scale_factor, got size={size!r}, "
+                         f"scale_factor={scale_factor!r}")
+    if size is not None:
+        return int_tuple(op, "size", size, rank, 1), (None,) * rank
+    scales = _scale_tuple(op, scale_factor, rank)
+    out_size = tuple(math.floor(i * s) for i, s in zip(in_size, scales))
+    for dim, (i, s, o) in enumerate(zip(in_size, scales, out_size)):
+        if o < 1:
+            raise ValueError(
+                f"{op}: output size floor(in * scale_factor) = floor({i} * {s}) = {o} is not positive "
+                f"in spatial dim {dim}"
+            )
+    return out_size, scales
+
+
+def _scale_tuple(op, value, rank):
+    """A positive finite number or a sequence of ``rank`` of them, as a tuple of floats."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+    if len(values) != rank:
+        raise ValueError(f"{op}: scale_factor needs one value per spatial dim ({rank}), got {values}")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: scale_factor must be a number or a tuple of numbers, got {v!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{op}: scale_factor must be positive and finite, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def _taps(mode, in_size, out_size, scale, align_corners, dtype, rank):
+    """``(indices, weights)`` of one dim, (out, taps) each: output ``j`` is
+    ``sum_t x[indices[j, t]] * weights[j, t]``."""
+    j = np.arange(out_size)
+    if mode in NEAREST:
+        if mode == "nearest" and rank == 2 and out_size in (in_size, 2 * in_size):
+            index = j * in_size // out_size
+        else:
+            # float32 throughout, as PyTorch's floorf; nearest-exact's (j + 0.5) * ratio is a double
+            ratio = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
+            if mode == "nearest":
+                position = j.astype(np.float32) * ratio
+            else:
+                position = ((j + 0.5) * np.float64(ratio)).astype(np.float32)
+            index = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
+        return index[:, None], np.ones((out_size, 1), dtype=dtype)
+    if mode != "bicubic" and out_size == in_size:
+        return j[:, None], np.ones((out_size, 1), dtype=dtype)
+    # Sampling positions in the compute dtype (PyTorch's opmath type), as area_pixel_compute_source_index.
+    if align_corners:
+        ratio = dtype.type(in_size - 1) / dtype.type(out_size - 1) if out_size > 1 else dtype.type(0)
+        position = ratio * j.astype(dtype)
+    else:
+        ratio = dtype.type(1.0 / scale) if scale else dtype.type(in_size) / dtype.type(out_size)
+        position = ratio * (j.astype(dtype) + dtype.type(0.5)) - dtype.type(0.5)
+    if mode != "bicubic":
+        position = np.maximum(position, dtype.type(0))
+    first = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
+    t = np.clip(position - first, 0, 1).astype(dtype)  # (out,)
+    if mode == "bicubic":
+        index = np.clip(first[:, None] + np.arange(-1, 3), 0, in_size - 1)  # (out, 4)
+        return index, _cubic_weights(t)
+    index = np.stack([first, first + (first < in_size - 1)], axis=1)  # (out, 2)
+    return index, np.stack([1 - t, t], axis=1)
+
+
+def _cubic_weights(t):
+    """Keys' cubic convolution weights of the 4 neighbours at fraction ``t``, (out, 4)."""
+    a = t.dtype.type(CUBIC_A)
+
+    def near(s):  # |s| <= 1
+        return ((a + 2) * s - (a + 3)) * s * s + 1
+
+    def far(s):  # 1 < |s| < 2
+        return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+
+    one = t.dtype.type(1)
+    return np.stack([far(t + one), near(t), near(one - t), far(2 * one - t)], axis=1)
+
+
+def _resample(y, axis, indices, weights):
+    """``y`` resampled along ``axis``: ``sum_t y[..., indices[:, t], ...] * weights[:, t]``."""
+    shape = (-1,) + (1,) * (y.ndim - axis - 1)  # weights broadcast along the later axes
+    out = np.take(y, indices[:, 0], axis=axis)
+    if weights.shape[1] == 1:
+        return out
+    out *= weights[:, 0].reshape(shape)
+    for t in range(1, weights.shape[1]):
+        out += np.take(y, indices[:, t], axis=axis) * weights[:, t].reshape(shape)
+    return out

@@ -1,0 +1,315 @@
+"""Transposed convolution: the adjoint of :func:`npconv.conv`, one N-d entry point and thin wrappers.
+
+The adjoint.  A convolution with stride ``s``, dilation ``d`` and low padding ``lo`` is
+linear in its input (one spatial dim shown, groups left out)::
+
+    z[n, o, q] = sum_{c, t} x[n, c, q*s + t*d - lo] * w[o, c, t]
+
+so, for any ``y`` of ``z``'s shape,
+
+    <conv(x, w), y> = sum_{n, o, q, c, t} x[n, c, q*s + t*d - lo] * w[o, c, t] * y[n, o, q]
+                    = sum_{n, c, p} x[n, c, p] * sum_{o, q, t : q*s + t*d = p + lo} y[n, o, q] * w[o, c, t]
+
+and the inner sum is the adjoint (the input gradient of the convolution)::
+
+    conv_transpose(y, w)[n, c, p] = sum_{o, q, t : q*s + t*d = p + lo} y[n, o, q] * w[o, c, t]
+
+with ``w`` read as ``(C_in, C_out, *kernel)`` of the transposed op -- PyTorch's layout.
+Each input value ``y[q]`` is scattered to ``q*s + t*d - lo``.  As a convolution (JAX's
+``conv_transpose``): insert ``s - 1`` zeros between input values (``lhs_dilation = s``),
+pad by ``d*(k-1) - lo`` and correlate with the flipped kernel, in/out channels swapped per
+group.  Most of those products are with inserted zeros, so nothing here builds that input.
+
+Sub-pixel decomposition (the main path).  Output position ``p`` sits at ``P = p + lo`` of
+the full (uncropped) output; group the outputs by their phase ``p mod s``.  Within one
+phase the taps that reach it, and the input they read, follow a stride-1 pattern, so the
+phase's outputs are a stride-1 convolution of the input with a sub-kernel (derived in
+:func:`_phases_1d`), run by :func:`npconv.conv` with whatever algorithm ``auto`` picks for
+it (im2col, pointwise for the 1x1 sub-kernels of a 2x2/2 layer, Winograd for 3x3 ones ...).
+Phases that no tap reaches (kernel smaller than the stride) are just the bias.  Dilation
+needs no separate path: with ``g = gcd(s, d)``, only phases divisible by ``g`` are
+reached, through every ``(s/g)``-th tap at dilation ``d/g``.
+
+col2im + GEMM (:mod:`npconv.col2im`, ranks 1 to 3): one GEMM multiplies every input value
+by every tap, then the products are added into the output.  It multiplies no padding
+zeros at all, which wins where the sub-pixel convolutions would be mostly padding (a 4x4
+output from a 1x1 input) or their GEMMs small (DCGAN's 4x4/2 layers on 4x4 to 32x32
+images, where im2col runs one small GEMM per image and phase).  ``algo="auto"`` picks the
+cheaper path by the cost models (the conv algorithms' and :func:`npconv.col2im.col2im_seconds`).
+"""
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .algorithms import REGISTRY, select
+from .algorithms.base import COPY_BYTES_PER_SECOND
+from .algorithms.weight_cache import WEIGHT_CACHE
+from .col2im import col2im_seconds, conv_transpose_col2im
+from .col2im import why_unsupported as why_col2im_unsupported
+from .config import get_num_threads, get_precision, get_workspace_limit
+from .conv import conv
+from .dtypes import as_array, result_dtypes
+from .errors import UnsupportedAlgorithmError
+from .geometry import ConvGeometry, conv_transpose_geometry
+
+PATHS = ("col2im", "subpixel")
+
+_DOC_ARGS = """
+    Args:
+        x: input, ``(N, C_in, *spatial)``.
+        weight: ``(C_in, C_out / groups, *kernel)``, as in PyTorch; its rank sets the rank.
+        bias: ``(C_out,)`` or None.
+        stride, dilation: an int or one per spatial dim, positive.
+        padding: an int; one int per dim; one ``(lo, hi)`` pair per dim (asymmetric, as
+            ONNX ``pads``): how much is cropped from each end of the full output.
+        output_padding: an int or one per dim, added at the high end; each smaller than
+            its dim's stride or dilation.
+        groups: splits channels into ``groups`` independent transposed convolutions.
+        output_size: ``None``; an int; one int per dim; or ``(N, C_out, *spatial)``.  Sets
+            ``output_padding`` as PyTorch does: each size within ``[min, min + stride - 1]``,
+            ``min`` being the size with ``output_padding = 0``.
+        algo: ``"auto"`` (the cheaper of the two paths by the cost models); ``"subpixel"``
+            (phase convolutions with conv's ``auto``); ``"col2im"``; or a name from
+            :func:`npconv.algorithms` (phase convolutions with that algorithm).
+
+    Output size per spatial dim, with ``(lo, hi)`` the padding::
+
+        out = (in - 1) * stride - lo - hi + dilation * (kernel - 1) + output_padding + 1
+
+    It is the adjoint of ``conv`` with the same weight, stride, dilation, padding and
+    groups: ``<conv(x, w), y> == <x, conv_transpose(y, w)>`` when the shapes match.
+    dtypes as for ``conv``.  Returns a new array; the inputs are never modified.
+
+    Raises:
+        TypeError: a non-float input or a non-int hyper-parameter.
+        ValueError: inconsistent shapes or hyper-parameters; an ``output_size`` out of
+            range (the message names the range); an unknown ``algo``.
+        UnsupportedAlgorithmError: ``col2im`` for more than 3 spatial dims, or a named
+            conv algorithm that cannot compute a phase.
+"""
+
+
+def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                   output_size=None, algo="auto"):
+    """N-d transposed convolution (the adjoint of :func:`npconv.conv`), as PyTorch's ``conv_transpose``.
+    """
+    return _conv_transpose("conv_transpose", None, x, weight, bias, stride, padding, output_padding, groups,
+                           dilation, output_size, algo)
+
+
+def conv_transpose1d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     output_size=None, algo="auto"):
+    """1-d transposed convolution: ``x`` (N, C_in, L), ``weight`` (C_in, C_out / groups, k).
+    """
+    return _conv_transpose("conv_transpose1d", 1, x, weight, bias, stride, padding, output_padding, groups,
+                           dilation, output_size, algo)
+
+
+def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     output_size=None, algo="auto"):
+    """2-d transposed convolution: ``x`` (N, C_in, H, W), ``weight`` (C_in, C_out / groups, kh, kw).
+    """
+    return _conv_transpose("conv_transpose2d", 2, x, weight, bias, stride, padding, output_padding, groups,
+                           dilation, output_size, algo)
+
+
+def conv_transpose3d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     output_size=None, algo="auto"):
+    """3-d transposed convolution: ``x`` (N, C_in, D, H, W), ``weight`` (C_in, C_out / groups, kd, kh, kw).
+    """
+    return _conv_transpose("conv_transpose3d", 3, x, weight, bias, stride, padding, output_padding, groups,
+                           dilation, output_size, algo)
+
+
+for _f in (conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d):
+    _f.__doc__ += _DOC_ARGS
+
+
+def _conv_transpose(op, rank, x, weight, bias, stride, padding, output_padding, groups, dilation, output_size, algo):
+    x, weight = as_array(op, "input", x), as_array(op, "weight", weight)
+    bias = None if bias is None else as_array(op, "bias", bias)
+    compute, result = result_dtypes(op, input=x, weight=weight, bias=bias)
+    if rank is not None and weight.ndim != rank + 2:
+        raise ValueError(
+            f"{op}: weight must be {rank + 2}-d (C_in, C_out/groups, *kernel), got shape {weight.shape}"
+        )
+    geom = conv_transpose_geometry(
+        op, x.shape, weight.shape, None if bias is None else bias.shape, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation, output_size=output_size, dtype=compute,
+    )
+    if algo not in ("auto", *PATHS, *REGISTRY):
+        raise ValueError(
+            f"{op}: unknown algo {algo!r}; choose 'auto', 'subpixel', 'col2im' or one of "
+            f"{', '.join(map(repr, REGISTRY))}"
+        )
+    x = np.ascontiguousarray(x, dtype=compute)
+    weight = np.ascontiguousarray(weight, dtype=compute)
+    bias = None if bias is None else bias.astype(compute, copy=False)
+    if algo == "col2im" and why_col2im_unsupported(geom):
+        raise UnsupportedAlgorithmError(
+            f"{op}: algorithm 'col2im' cannot compute this transposed convolution: {why_col2im_unsupported(geom)}"
+        )
+    if algo == "col2im" or (algo == "auto" and auto_path(geom) == "col2im"):
+        out = conv_transpose_col2im(x, weight, bias, geom)
+    else:
+        out = _subpixel(x, weight, bias, geom, "auto" if algo == "subpixel" else algo)
+    return out.astype(result, copy=False)
+
+
+@dataclass(frozen=True)
+class _Phase1d:
+    """One output phase of one spatial dim: outputs ``offset::stride``, as a stride-1 convolution.
+
+    ``taps`` slices the kernel (the sub-kernel, before its flip); ``crop`` slices the input;
+    ``pad`` is the sub-convolution's ``(lo, hi)`` padding.  ``taps`` is None when no tap
+    reaches the phase, or none with an input value: its outputs are the bias alone.
+    """
+
+    offset: int
+    count: int
+    taps: slice | None
+    dilation: int
+    crop: slice
+    pad: tuple
+
+
+def _phases_1d(in_size, kernel, stride, dilation, lo, out_size):
+    """The phases of one spatial dim (those with at least one output).
+
+    Output ``p`` is full position ``P = p + lo = i*s + t*d`` (input ``i``, tap ``t``).  For
+    the phase of outputs ``p = rho + s*u`` let ``r = (rho + lo) mod s`` and
+    ``m0 = (rho + lo) div s``, so ``P = r + s*(m0 + u)``.  A tap reaches it iff
+    ``t*d = r (mod s)``: with ``g = gcd(s, d)`` that needs ``g | r``, and then the taps are
+    ``t = t0 + (s/g)*j`` (``t0 < s/g`` the smallest solution), ``j < kr``.  Then
+    ``i = m0 + u - c - j*(d/g)`` with ``c = (t0*d - r) / s >= 0``; reversing ``j`` (the
+    flip, ``v[j'] = w[t0 + (s/g)*(kr-1-j')]``)::
+
+        y[rho + s*u] = sum_{j'} x[u + j'*(d/g) - pad_lo] * v[j'],
+        pad_lo = c + (kr-1)*(d/g) - m0
+
+    a stride-1 correlation with dilation ``d/g``; ``pad_hi`` makes its output ``count``
+    long.  A negative pad crops the input instead.
+    """
+    g = math.gcd(stride, dilation)
+    step, sub_dilation = stride // g, dilation // g
+    phases = []
+    for offset in range(min(stride, out_size)):
+        count = len(range(offset, out_size, stride))
+        r, m0 = (offset + lo) % stride, (offset + lo) // stride
+        t0 = (r // g) * pow(sub_dilation, -1, step) % step
+        kr = len(range(t0, kernel, step))
+        if r % g or kr == 0:
+            phases.append(_Phase1d(offset, count, None, sub_dilation, slice(0), (0, 0)))
+            continue
+        pad_lo = (t0 * dilation - r) // stride + (kr - 1) * sub_dilation - m0
+        pad_hi = count - in_size - pad_lo + (kr - 1) * sub_dilation
+        crop = slice(max(0, -pad_lo), min(in_size, in_size + pad_hi))
+        taps = slice(t0, None, step) if crop.stop > crop.start else None
+        phases.append(_Phase1d(offset, count, taps, sub_dilation, crop, (max(pad_lo, 0), max(pad_hi, 0))))
+    return phases
+
+
+def _phase_grid(geom):
+    """Every combination of the spatial dims' phases, as tuples of :class:`_Phase1d`."""
+    per_dim = [
+        _phases_1d(i, k, s, d, lo, o)
+        for i, k, s, d, (lo, _), o in zip(geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.padding,
+                                          geom.out_size)
+    ]
+    return list(itertools.product(*per_dim))
+
+
+def _phase_geometry(geom, phase):
+    """The stride-1 :class:`ConvGeometry` of one reached phase."""
+    return ConvGeometry(
+        batch=geom.batch, in_channels=geom.in_channels, out_channels=geom.out_channels, groups=geom.groups,
+        in_size=tuple(len(range(geom.in_size[dim])[p.crop]) for dim, p in enumerate(phase)),
+        kernel=tuple(len(range(k)[p.taps]) for k, p in zip(geom.kernel, phase)),
+        stride=(1,) * geom.rank, dilation=tuple(p.dilation for p in phase), padding=tuple(p.pad for p in phase),
+        dtype=geom.dtype,
+    )
+
+
+def _reached(phase):
+    return all(p.taps is not None for p in phase)
+
+
+def _subpixel_seconds(geom, phases):
+    """The cost models' time for the phases' convolutions, plus checking the cached sub-kernels
+    (reading the weight and its snapshot) and copying the phases' outputs into place (one
+    thread, reading and writing)."""
+    convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g)
+                for g in (_phase_geometry(geom, phase) for phase in phases if _reached(phase)))
+    weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
+    copies = any(s > 1 for s in geom.stride) * 4 * math.prod(geom.out_shape) * geom.dtype.itemsize
+    return convs + (2 * weight_bytes + copies) / COPY_BYTES_PER_SECOND
+
+
+def auto_path(geom):
+    """The path ``algo="auto"`` takes for ``geom``: ``"col2im"`` where it supports ``geom`` and
+    the cost models find it cheaper, else ``"subpixel"``."""
+    return _auto_path(geom, get_num_threads(), get_workspace_limit(), get_precision())
+
+
+@functools.lru_cache(maxsize=1024)
+def _auto_path(geom, threads, workspace_limit, precision):
+    """:func:`auto_path`, remembered per geometry and the settings the cost models read (0.15 ms each)."""
+    if why_col2im_unsupported(geom) is None and col2im_seconds(geom) < _subpixel_seconds(geom, _phase_grid(geom)):
+        return "col2im"
+    return "subpixel"
+
+
+def _subpixel(x, weight, bias, geom, algo):
+    """The sub-pixel path: each phase's outputs from one stride-1 :func:`npconv.conv`."""
+    phases = _phase_grid(geom)
+    reached = [phase for phase in phases if _reached(phase)]
+    kernels = iter(_sub_kernels(weight, geom, reached))
+    if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
+        return _phase_conv(x, next(kernels), bias, geom, phases[0], algo)
+    out = np.empty(geom.out_shape, dtype=geom.dtype)
+    for phase in phases:
+        region = (slice(None), slice(None), *(slice(p.offset, None, s) for p, s in zip(phase, geom.stride)))
+        if _reached(phase):
+            out[region] = _phase_conv(x, next(kernels), bias, geom, phase, algo)
+        else:
+            out[region] = 0 if bias is None else bias.reshape(-1, *(1,) * geom.rank)  # (C_out, 1, ...)
+    return out
+
+
+def _phase_conv(x, sub_kernel, bias, geom, phase, algo):
+    """One reached phase's outputs, (N, C_out, *counts): the cropped input with its sub-kernel."""
+    return conv(
+        x[(slice(None), slice(None), *(p.crop for p in phase))], sub_kernel, bias,
+        padding=tuple(p.pad for p in phase), dilation=tuple(p.dilation for p in phase), groups=geom.groups,
+        algo=algo,
+    )
+
+
+def _sub_kernels(weight, geom, reached):
+    """Each reached phase's convolution kernel (C_out, Cg, *taps): its taps, flipped, in/out
+    channels swapped within each group.  Made in one buffer, cached for this weight.
+    """
+    if not reached:
+        return []
+    groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+    shapes = [(geom.out_channels, cg, *(len(range(k)[p.taps]) for k, p in zip(geom.kernel, phase)))
+              for phase in reached]
+
+    def make():
+        conv_weight = (
+            weight.reshape(groups, cg, og, *geom.kernel)  # (G, Cg, Og, *kernel)
+            .swapaxes(1, 2)  # (G, Og, Cg, *kernel)
+            .reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel), a copy
+        )
+        spatial = tuple(range(2, 2 + geom.rank))
+        return np.concatenate([np.flip(conv_weight[(slice(None), slice(None), *(p.taps for p in phase))], spatial)
+                               .ravel() for phase in reached])
+
+    key = ("conv_transpose:subpixel", groups, tuple((p.taps.start, p.taps.step) for phase in reached for p in phase))
+    flat = WEIGHT_CACHE.get(weight, key, make)
+    ends = np.cumsum([math.prod(shape) for shape in shapes])
+    return [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes)]
