@@ -1,7 +1,10 @@
 """The interface every convolution algorithm implements, and the shared cost-model pieces."""
 
+import math
+
 import numpy as np
 
+from ..config import get_workspace_limit
 from ..errors import UnsupportedAlgorithmError
 
 # Machine constants of the cost models, measured on this 2-core Zen 4 (AVX-512) with both
@@ -9,6 +12,18 @@ from ..errors import UnsupportedAlgorithmError
 GEMM_FLOPS_PER_SECOND = 180e9  # large float32 GEMMs (sgemm peak about 200)
 COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
 GEMM_FULL_SPEED_DIM = 32  # a GEMM whose smallest dim is below this loses speed about in proportion
+
+
+# Scratch memory an algorithm may plan for, below the workspace limit: about the output's
+# size, but never less than this.
+MIN_SCRATCH_BYTES = 2**20
+
+
+def scratch_limit(geom):
+    """Bytes of scratch an algorithm plans its chunks for: within the workspace limit and, above
+    MIN_SCRATCH_BYTES, within the output's size, so a call needs about 2x its output at most."""
+    out_bytes = math.prod(geom.out_shape) * geom.dtype.itemsize
+    return min(get_workspace_limit(), max(MIN_SCRATCH_BYTES, out_bytes))
 
 
 def gemm_seconds(flops, m, n, k):

@@ -29,7 +29,8 @@ Stride ``s`` is the stride-1 correlation, subsampled: the transforms and GEMMs d
 
 Memory: the scratch (a chunk's padded input window, its tiles, both spectra, the kernel
 spectrum) is chunked over images and blocks of tiles, and the kernel spectrum over output
-channels, to stay within :func:`npconv.get_workspace_limit` wherever a plan can (tiles of
+channels, to stay within :func:`.base.scratch_limit` (the workspace limit, and about the
+output's size) wherever a plan can (tiles of
 one span, one output channel).  Output-channel blocks smaller than a group transform the
 group's input once per block.
 
@@ -53,9 +54,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..config import get_num_threads, get_workspace_limit
+from ..config import get_num_threads
 from ..parallel import run_pieces, split
-from .base import Algorithm
+from .base import Algorithm, scratch_limit
 
 # Cost-model constants, per thread, measured on this machine (numpy 2.4's pocketfft,
 # OpenBLAS), by real dtype.  A transform of P points costs per point about
@@ -290,14 +291,14 @@ class FFT(Algorithm):
     accuracy = "high"
 
     def workspace_bytes(self, geom):
-        return plan(geom, get_workspace_limit(), get_num_threads()).workspace
+        return plan(geom, scratch_limit(geom), get_num_threads()).workspace
 
     def estimated_seconds(self, geom):
-        return plan(geom, get_workspace_limit(), get_num_threads()).seconds
+        return plan(geom, scratch_limit(geom), get_num_threads()).seconds
 
     def run(self, x, weight, geom, out):
         """Output-channel block by block: the kernel spectrum, then the chunks shared out among the threads."""
-        p = plan(geom, get_workspace_limit(), get_num_threads())
+        p = plan(geom, scratch_limit(geom), get_num_threads())
         cg, og = geom.in_per_group, geom.out_per_group
         chunks = list(itertools.product(
             range(0, geom.batch, p.images),

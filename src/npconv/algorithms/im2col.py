@@ -24,9 +24,9 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_num_threads, get_workspace_limit
+from ..config import get_num_threads
 from ..parallel import run_pieces, split
-from .base import Algorithm, as_3d, gemm_seconds
+from .base import Algorithm, as_3d, gemm_seconds, scratch_limit
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
@@ -34,9 +34,6 @@ CHUNK_BYTES = 8 * 2**20
 # The fill kernel on one core: per value written, and per output row it walks (measured).
 FILL_SECONDS_PER_VALUE = 0.5e-9
 FILL_SECONDS_PER_ROW = 20e-9
-# Below this, the chunks in flight are also kept within the output's size, so a small
-# output's convolution needs at most about its own size again in scratch memory.
-MIN_CHUNK_BYTES = 2**20
 
 
 @njit(cache=True, nogil=True)
@@ -88,15 +85,13 @@ def chunking(geom, limit, threads=1):
 
     The threads' chunks together stay within ``limit`` bytes whenever one column
     (``C_in * K`` values) fits it, using fewer threads if need be; each chunk is at most
-    ``CHUNK_BYTES``, and at most the output's bytes / threads unless that is below
-    ``MIN_CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
+    ``CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
     fewer images than threads an image's positions are split so every thread has work.
     """
     column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
     positions = math.prod(geom.out_size)
     threads = max(1, min(threads, limit // column_bytes))
-    out_bytes = geom.batch * geom.out_channels * positions * geom.dtype.itemsize
-    limit = min(limit // threads, CHUNK_BYTES, max(MIN_CHUNK_BYTES, out_bytes // threads))
+    limit = min(limit // threads, CHUNK_BYTES)
     if column_bytes * positions > limit:
         return 1, max(1, min(positions, limit // column_bytes)), threads
     if geom.batch < threads:
@@ -113,7 +108,7 @@ class Im2col(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        images, positions, threads = chunking(geom, get_workspace_limit(), get_num_threads())
+        images, positions, threads = chunking(geom, scratch_limit(geom), get_num_threads())
         chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // positions)
         chunk_bytes = images * positions * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
         return min(threads, chunks) * chunk_bytes
@@ -130,7 +125,7 @@ class Im2col(Algorithm):
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
         kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
         rows = geom.in_channels * kvol
-        images, chunk, threads = chunking(geom, get_workspace_limit(), get_num_threads())
+        images, chunk, threads = chunking(geom, scratch_limit(geom), get_num_threads())
         x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
         w_groups = weight.reshape(groups, og, cg * kvol)  # (G, Og, Cg*K)
         out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)

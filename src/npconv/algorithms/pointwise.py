@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from ..config import get_num_threads, get_workspace_limit
+from ..config import get_num_threads
 from ..parallel import run_pieces, split
-from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds
+from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 
 
 class Pointwise(Algorithm):
@@ -30,7 +30,7 @@ class Pointwise(Algorithm):
 
     def _images_per_chunk(self, geom):
         image_bytes = geom.in_channels * math.prod(geom.out_size) * geom.dtype.itemsize
-        return max(1, min(geom.batch, get_workspace_limit() // image_bytes))
+        return max(1, min(geom.batch, scratch_limit(geom) // image_bytes))
 
     def workspace_bytes(self, geom):
         if all(s == 1 for s in geom.stride):

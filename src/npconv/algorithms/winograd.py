@@ -25,9 +25,9 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
+from ..config import get_num_threads, get_precision, precision_allows
 from ..parallel import run_pieces, split
-from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds
+from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
 
@@ -153,11 +153,11 @@ class Winograd(Algorithm):
         return None
 
     def _plan(self, geom):
-        """``(images per chunk, tiles per block)`` under the workspace cap."""
+        """``(images per chunk, tiles per block)`` within :func:`.base.scratch_limit`."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles_h, tiles_w = _tiles(geom, self.m)
         padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
-        images = max(1, min(geom.batch, get_workspace_limit() // 2 // padded_image))
+        images = max(1, min(geom.batch, scratch_limit(geom) // 2 // padded_image))
         per_tile = n * n * (geom.in_channels + geom.out_channels) * item
         tiles = max(1, min(images * tiles_h * tiles_w, BLOCK_BYTES // per_tile))
         return images, tiles
