@@ -11,7 +11,7 @@ It re-executes itself with ``npconv.bench.TIMING_ENV`` set, as ``npconv bench`` 
 import numpy as np
 
 import npconv
-from npconv.algorithms import im2col
+from npconv.algorithms import base, im2col
 from npconv.bench import median_seconds, use_timing_env
 
 CASES = [
@@ -34,16 +34,16 @@ def main():
     for n, c, size, o, k, s, p in CASES:
         x = rng.standard_normal((n, c, size, size), dtype=np.float32)
         w = rng.standard_normal((o, c, k, k), dtype=np.float32)
-        default = (npconv.get_workspace_limit(), im2col.CHUNK_BYTES)
+        default = (npconv.get_workspace_limit(), im2col.CHUNK_BYTES, base.MIN_SCRATCH_BYTES)
 
         def chunked():
             npconv.set_workspace_limit(default[0])
-            im2col.CHUNK_BYTES = default[1]
+            im2col.CHUNK_BYTES, base.MIN_SCRATCH_BYTES = default[1:]
             npconv.conv2d(x, w, stride=s, padding=p, algo="im2col")
 
         def whole():
             npconv.set_workspace_limit(2**40)
-            im2col.CHUNK_BYTES = 2**40
+            im2col.CHUNK_BYTES = base.MIN_SCRATCH_BYTES = 2**40
             npconv.conv2d(x, w, stride=s, padding=p, algo="im2col")
 
         t_chunked, t_whole = median_seconds([chunked, whole], repeats=9)

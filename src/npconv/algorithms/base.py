@@ -16,7 +16,7 @@ GEMM_FULL_SPEED_DIM = 32  # a GEMM whose smallest dim is below this loses speed 
 
 # Scratch memory an algorithm may plan for, below the workspace limit: about the output's
 # size, but never less than this.
-MIN_SCRATCH_BYTES = 2**20
+MIN_SCRATCH_BYTES = 4 * 2**20
 
 
 def scratch_limit(geom):
