@@ -2,6 +2,7 @@
 
 from .algorithms import algorithm_names as algorithms
 from .autotuner import autotune
+from .backward import conv_backward, conv_transpose_backward
 from .checkerboard import checkerboard_score
 from .config import (
     get_num_threads,
@@ -13,7 +14,7 @@ from .config import (
 )
 from .conv import conv, conv1d, conv2d, conv3d
 from .errors import UnsupportedAlgorithmError
-from .interpolate import interpolate
+from .interpolate import interpolate, interpolate_backward
 from .transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .upsample import upsample_conv
 
@@ -28,14 +29,17 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_backward",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "conv_transpose_backward",
     "get_num_threads",
     "get_precision",
     "get_workspace_limit",
     "interpolate",
+    "interpolate_backward",
     "set_num_threads",
     "set_precision",
     "set_workspace_limit",

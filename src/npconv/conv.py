@@ -68,8 +68,9 @@ for _f in (conv, conv1d, conv2d, conv3d):
 def prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_mode):
     """Validate a convolution's arguments; return the arrays ready for an algorithm and the geometry.
 
-    Returns ``(x, weight, bias, geom, result_dtype)``: ``x`` padded by ``padding_mode`` when not
-    zeros, and all three cast to the compute dtype and made C-contiguous (copies only where needed).
+    Returns ``(x, weight, bias, geom, result_dtype, mode_pad)``: ``x`` padded by ``padding_mode``
+    when not zeros (by the ``(lo, hi)`` pairs ``mode_pad``, None for zeros), and all three cast to
+    the compute dtype and made C-contiguous (copies only where needed).
     """
     x, weight = as_array(op, "input", x), as_array(op, "weight", weight)
     bias = None if bias is None else as_array(op, "bias", bias)
@@ -87,11 +88,12 @@ def prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, paddin
     x = np.ascontiguousarray(x, dtype=compute)
     weight = np.ascontiguousarray(weight, dtype=compute)
     bias = None if bias is None else bias.astype(compute, copy=False)
-    return x, weight, bias, geom, result
+    return x, weight, bias, geom, result, mode_pad
 
 
 def _conv(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
-    x, weight, bias, geom, result = prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    x, weight, bias, geom, result, _ = prepare(op, rank, x, weight, bias, stride, padding, dilation, groups,
+                                               padding_mode)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     algorithm = select(op, geom, algo, trial=(lambda alg: alg.run(x, weight, geom, out)) if out.size else None)
     if out.size:

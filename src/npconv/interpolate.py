@@ -17,6 +17,8 @@ for linear, four for cubic).  Indices and weights follow PyTorch's CPU kernels
   a dim whose size does not change.
 
 Output size per dim: ``size``, or ``floor(in * scale_factor)``.
+
+:func:`interpolate_backward` is the adjoint: the same taps, scatter-added back.
 """
 
 import math
@@ -68,17 +70,58 @@ def resize(op, x, size, scale_factor, mode, align_corners):
     """:func:`interpolate`, with errors naming ``op``."""
     x = as_array(op, "input", x)
     compute, result = result_dtypes(op, input=x)
-    if x.ndim < 3:
-        raise ValueError(f"{op}: input must be (N, C, *spatial) with at least 3 dims, got shape {x.shape}")
-    if min(x.shape[1:]) < 1:
-        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x.shape}")
-    rank = x.ndim - 2
+    _, taps = _plan(op, x.shape, size, scale_factor, mode, align_corners, compute)
+    y = x.astype(compute, copy=False)
+    for axis, (indices, weights) in enumerate(taps, start=2):
+        y = _resample(y, axis, indices, weights)
+    return y.astype(result, copy=False)
+
+
+def interpolate_backward(grad_output, input_shape, *, size=None, scale_factor=None, mode="nearest",
+                         align_corners=None):
+    """The gradient of :func:`interpolate` (same keyword arguments) with respect to its input of ``input_shape``.
+
+    Interpolation is linear and separable: along each dim output ``j`` is
+    ``sum_t x[indices[j, t]] * weights[j, t]``, so its adjoint scatter-adds ``weights[j, t] * g[j]``
+    onto ``indices[j, t]`` (for the nearest modes, a sum of the outputs that copied each input),
+    dim by dim (the maps of different dims commute).  Returns an array of ``input_shape`` in
+    ``grad_output``'s dtype; ``grad_output`` is never modified.
+
+    Raises:
+        TypeError, ValueError: as :func:`interpolate` (``input_shape`` in place of the input),
+            and for a ``grad_output`` whose shape is not the forward's output shape.
+    """
+    op = "interpolate_backward"
+    if not isinstance(input_shape, (tuple, list)):
+        raise TypeError(f"{op}: input_shape must be a tuple of ints, got {input_shape!r}")
+    input_shape = int_tuple(op, "input_shape", input_shape, len(input_shape), 0)
+    grad = as_array(op, "grad_output", grad_output)
+    compute, result = result_dtypes(op, grad_output=grad)
+    out_size, taps = _plan(op, input_shape, size, scale_factor, mode, align_corners, compute)
+    if grad.shape != (*input_shape[:2], *out_size):
+        raise ValueError(
+            f"{op}: grad_output has shape {grad.shape} but the forward's output is {(*input_shape[:2], *out_size)}"
+        )
+    y = grad.astype(compute, copy=False)
+    for axis, (i, (indices, weights)) in enumerate(zip(input_shape[2:], taps), start=2):
+        y = _resample_backward(y, axis, i, indices, weights)
+    return y.astype(result, copy=False)
+
+
+def _plan(op, shape, size, scale_factor, mode, align_corners, compute):
+    """Check an interpolation of an input of ``shape``; return ``(out_size, taps)``, taps one
+    ``(indices, weights)`` pair per spatial dim."""
+    if len(shape) < 3:
+        raise ValueError(f"{op}: input must be (N, C, *spatial) with at least 3 dims, got shape {tuple(shape)}")
+    if min(shape[1:]) < 1:
+        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {tuple(shape)}")
+    rank = len(shape) - 2
     if mode not in MODES:
         raise ValueError(f"{op}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if INTERPOLATING.get(mode, rank) != rank:
         dims = ("L", "H, W", "D, H, W")[INTERPOLATING[mode] - 1]
         raise ValueError(
-            f"{op}: mode {mode!r} is for {INTERPOLATING[mode]}-d input (N, C, {dims}), got shape {x.shape}"
+            f"{op}: mode {mode!r} is for {INTERPOLATING[mode]}-d input (N, C, {dims}), got shape {tuple(shape)}"
         )
     if mode in NEAREST and align_corners is not None:
         raise ValueError(
@@ -87,12 +130,11 @@ def resize(op, x, size, scale_factor, mode, align_corners):
         )
     if align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
         raise TypeError(f"{op}: align_corners must be a bool or None, got {align_corners!r}")
-    in_size = x.shape[2:]
+    in_size = tuple(shape[2:])
     out_size, scales = _output_size(op, in_size, size, scale_factor)
-    y = x.astype(compute, copy=False)
-    for axis, (i, o, scale) in enumerate(zip(in_size, out_size, scales), start=2):
-        y = _resample(y, axis, *_taps(mode, i, o, scale, bool(align_corners), compute, rank))
-    return y.astype(result, copy=False)
+    taps = [_taps(mode, i, o, scale, bool(align_corners), compute, rank)
+            for i, o, scale in zip(in_size, out_size, scales)]
+    return out_size, taps
 
 
 def _output_size(op, in_size, size, scale_factor):
@@ -187,3 +229,12 @@ def _resample(y, axis, indices, weights):
     for t in range(1, weights.shape[1]):
         out += np.take(y, indices[:, t], axis=axis) * weights[:, t].reshape(shape)
     return out
+
+
+def _resample_backward(g, axis, in_size, indices, weights):
+    """The adjoint of :func:`_resample`: ``g`` (..., out, ...) to (..., in_size, ...) along ``axis``,
+    through the dense (in, out) matrix of the dim's taps (one BLAS product)."""
+    matrix = np.zeros((in_size, indices.shape[0]), dtype=g.dtype)  # (in, out)
+    np.add.at(matrix, (indices, np.arange(indices.shape[0])[:, None]), weights)  # repeated taps add up
+    moved = np.moveaxis(g, axis, -1)  # (..., out), a view
+    return np.moveaxis(moved @ matrix.T, -1, axis)  # (..., in) back to (..., in, ...)
