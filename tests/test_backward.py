@@ -230,7 +230,7 @@ def test_conv_gradients_within_workspace_cap(rng, workspace_limit, needs):
     w = rng.standard_normal((16, 16, 3, 3), dtype=np.float32)
     grad = rng.standard_normal((2, 16, 64, 64), dtype=np.float32)
     workspace_limit(2**18)
-    npconv.conv_backward(grad[:, :, :8, :8], x[:, :, :16, :16], w, padding=1, stride=2, needs=needs)  # warm up
+    npconv.conv_backward(grad, x, w, padding=1, stride=2, needs=needs)  # warm up: compiles this path's kernels
     tracemalloc.start()
     try:
         npconv.conv_backward(grad, x, w, padding=1, stride=2, needs=needs)

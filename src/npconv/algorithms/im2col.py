@@ -148,3 +148,43 @@ class Im2col(Algorithm):
                 )
 
         run_pieces(work, split(len(chunks), threads))
+
+
+def weight_gradient(x, grad, geom):
+    """The weight gradient (C_out, Cg, *kernel) of the convolution ``geom``: im2col's backward.
+
+    With the same column matrix as the forward, per image and group::
+
+        grad_w[g] (Og, Cg*K) += grad[n, g] (Og, P) @ cols[n, g]^T (P, Cg*K)
+
+    ``x`` (N, C_in, *in_size) and ``grad`` (N, C_out, *out_size) are C-contiguous arrays of
+    ``geom.dtype``.  Chunked and shared out among the threads like :meth:`Im2col.run`, each
+    thread summing into its own accumulator.
+    """
+    groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+    kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
+    rows = geom.in_channels * kvol
+    images, chunk, threads = chunking(geom, scratch_limit(geom), get_num_threads())
+    x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
+    grad_groups = grad.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
+    params = (
+        as_3d(geom.kernel, 1), as_3d(geom.stride, 1), as_3d(geom.dilation, 1),
+        as_3d([lo for lo, _ in geom.padding], 0), as_3d(geom.out_size, 1),
+    )
+    chunks = [(n0, p0) for n0 in range(0, geom.batch, images) for p0 in range(0, positions, chunk)]
+    spans = split(len(chunks), threads)
+    partial = np.zeros((len(spans), groups, og, cg * kvol), dtype=geom.dtype)  # one accumulator per thread
+
+    def work(piece):
+        index, (first, last) = piece
+        buffer = np.empty(images * rows * chunk, dtype=geom.dtype)
+        for n0, p0 in chunks[first:last]:
+            nb, pc = min(images, geom.batch - n0), min(chunk, positions - p0)
+            cols = buffer[: nb * rows * pc].reshape(nb, rows, pc)  # (nb, C*K, pc)
+            fill_columns(x3, cols, n0, p0, *params)
+            products = np.matmul(grad_groups[n0 : n0 + nb, :, :, p0 : p0 + pc],  # (nb, G, Og, pc)
+                                 cols.reshape(nb, groups, cg * kvol, pc).swapaxes(2, 3))  # (nb, G, pc, Cg*K)
+            partial[index] += products.sum(axis=0)  # (G, Og, Cg*K)
+
+    run_pieces(work, list(enumerate(spans)))
+    return partial.sum(axis=0).reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel)
