@@ -125,14 +125,11 @@ def padding_pairs(op, padding, rank, in_size, kernel, stride, dilation):
     return tuple((p, p) for p in sym)
 
 
-def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, groups, padding_mode, dtype):
-    """Check a convolution's arguments; return ``(geometry, mode_pad)``.
-
-    ``mode_pad`` holds the ``(lo, hi)`` pairs the caller pads explicitly with
-    ``padding_mode``; it is ``None`` for ``"zeros"``, whose pad lives in the geometry.
-    """
+def _check_ranks(op, x_shape, w_shape, weight_layout):
+    """The spatial rank shared by input and weight (``weight_layout`` names the weight's axes),
+    after checking both ranks and that no size is zero."""
     if len(w_shape) < 3:
-        raise ValueError(f"{op}: weight must be (C_out, C_in/groups, *kernel) with at least 3 dims, got shape {w_shape}")
+        raise ValueError(f"{op}: weight must be {weight_layout} with at least 3 dims, got shape {w_shape}")
     rank = len(w_shape) - 2
     if len(x_shape) != rank + 2:
         raise ValueError(
@@ -143,6 +140,16 @@ def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, g
         raise ValueError(f"{op}: weight has a zero-size dim, shape {w_shape}")
     if min(x_shape[1:]) < 1:
         raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x_shape}")
+    return rank
+
+
+def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, groups, padding_mode, dtype):
+    """Check a convolution's arguments; return ``(geometry, mode_pad)``.
+
+    ``mode_pad`` holds the ``(lo, hi)`` pairs the caller pads explicitly with
+    ``padding_mode``; it is ``None`` for ``"zeros"``, whose pad lives in the geometry.
+    """
+    rank = _check_ranks(op, x_shape, w_shape, "(C_out, C_in/groups, *kernel)")
     (groups,) = int_tuple(op, "groups", groups, 1, 1)
     out_channels, in_per_group, kernel = w_shape[0], w_shape[1], tuple(w_shape[2:])
     batch, in_channels, in_size = x_shape[0], x_shape[1], tuple(x_shape[2:])
@@ -236,20 +243,7 @@ def conv_transpose_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, o
     ``output_padding`` as in PyTorch: it must lie in ``[min, min + stride - 1]``, ``min``
     being the size with ``output_padding = 0``.
     """
-    if len(w_shape) < 3:
-        raise ValueError(
-            f"{op}: weight must be (C_in, C_out/groups, *kernel) with at least 3 dims, got shape {w_shape}"
-        )
-    rank = len(w_shape) - 2
-    if len(x_shape) != rank + 2:
-        raise ValueError(
-            f"{op}: input must be (N, C_in, *spatial) with {rank + 2} dims to match the {len(w_shape)}-d weight, "
-            f"got shape {x_shape}"
-        )
-    if min(w_shape) < 1:
-        raise ValueError(f"{op}: weight has a zero-size dim, shape {w_shape}")
-    if min(x_shape[1:]) < 1:
-        raise ValueError(f"{op}: input has a zero-size channel or spatial dim, shape {x_shape}")
+    rank = _check_ranks(op, x_shape, w_shape, "(C_in, C_out/groups, *kernel)")
     (groups,) = int_tuple(op, "groups", groups, 1, 1)
     batch, in_channels, in_size = x_shape[0], x_shape[1], tuple(x_shape[2:])
     kernel = tuple(w_shape[2:])
