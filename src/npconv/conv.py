@@ -3,7 +3,7 @@
 import numpy as np
 
 from .algorithms import select
-from .dtypes import as_array, result_dtypes
+from .dtypes import conv_arrays
 from .geometry import conv_geometry
 from .padding import pad_spatial
 
@@ -72,13 +72,7 @@ def prepare(op, rank, x, weight, bias, stride, padding, dilation, groups, paddin
     when not zeros (by the ``(lo, hi)`` pairs ``mode_pad``, None for zeros), and all three cast to
     the compute dtype and made C-contiguous (copies only where needed).
     """
-    x, weight = as_array(op, "input", x), as_array(op, "weight", weight)
-    bias = None if bias is None else as_array(op, "bias", bias)
-    compute, result = result_dtypes(op, input=x, weight=weight, bias=bias)
-    if rank is not None and weight.ndim != rank + 2:
-        raise ValueError(
-            f"{op}: weight must be {rank + 2}-d (C_out, C_in/groups, *kernel), got shape {weight.shape}"
-        )
+    x, weight, bias, compute, result = conv_arrays(op, rank, x, weight, bias, "(C_out, C_in/groups, *kernel)")
     geom, mode_pad = conv_geometry(
         op, x.shape, weight.shape, None if bias is None else bias.shape,
         stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode, dtype=compute,

@@ -33,3 +33,14 @@ def as_array(op, name, value):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{op}: {name} must be an array of floats, got {type(value).__name__}") from exc
     return array
+
+
+def conv_arrays(op, rank, x, weight, bias, weight_layout):
+    """``(x, weight, bias, compute_dtype, result_dtype)`` as arrays, dtypes checked; with ``rank``
+    given (the conv1d/2d/3d wrappers), the weight must have ``rank + 2`` dims."""
+    x, weight = as_array(op, "input", x), as_array(op, "weight", weight)
+    bias = None if bias is None else as_array(op, "bias", bias)
+    compute, result = result_dtypes(op, input=x, weight=weight, bias=bias)
+    if rank is not None and weight.ndim != rank + 2:
+        raise ValueError(f"{op}: weight must be {rank + 2}-d {weight_layout}, got shape {weight.shape}")
+    return x, weight, bias, compute, result

@@ -52,7 +52,7 @@ from .col2im import col2im_seconds, conv_transpose_col2im
 from .col2im import why_unsupported as why_col2im_unsupported
 from .config import get_num_threads, get_precision, get_workspace_limit
 from .conv import conv
-from .dtypes import as_array, result_dtypes
+from .dtypes import conv_arrays
 from .errors import UnsupportedAlgorithmError
 from .geometry import ConvGeometry, conv_transpose_geometry
 
@@ -130,13 +130,7 @@ for _f in (conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d)
 
 
 def _conv_transpose(op, rank, x, weight, bias, stride, padding, output_padding, groups, dilation, output_size, algo):
-    x, weight = as_array(op, "input", x), as_array(op, "weight", weight)
-    bias = None if bias is None else as_array(op, "bias", bias)
-    compute, result = result_dtypes(op, input=x, weight=weight, bias=bias)
-    if rank is not None and weight.ndim != rank + 2:
-        raise ValueError(
-            f"{op}: weight must be {rank + 2}-d (C_in, C_out/groups, *kernel), got shape {weight.shape}"
-        )
+    x, weight, bias, compute, result = conv_arrays(op, rank, x, weight, bias, "(C_in, C_out/groups, *kernel)")
     geom = conv_transpose_geometry(
         op, x.shape, weight.shape, None if bias is None else bias.shape, stride=stride, padding=padding,
         output_padding=output_padding, groups=groups, dilation=dilation, output_size=output_size, dtype=compute,
