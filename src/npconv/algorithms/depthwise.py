@@ -12,6 +12,7 @@ at stride 1.  Zero padding is never materialised.  Ranks 1 and 2 run as rank 3 w
 leading size-1 dims.
 """
 
+import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads
@@ -112,3 +113,65 @@ class GroupedDirect(Depthwise):
         if geom.in_per_group > self.MAX_IN_PER_GROUP:
             return f"it takes at most {self.MAX_IN_PER_GROUP} input channels per group, got {geom.in_per_group}"
         return self._why_not_rank(geom)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def grouped_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, first, last):
+    """Output channels ``first .. last`` of gw (C_out, Cg, KD, KH, KW), the weight gradient::
+
+        gw[o, c, k] = sum_{n, p} grad[n, o, p] * x_pad[n, g(o) * Cg + c, p * stride + k * dilation]
+
+    x (N, C, D, H, W), grad (N, C_out, OD, OH, OW).  Each output-gradient row is read once and
+    dotted with the input rows every (channel, kernel offset) pairs it with (fastmath lets the
+    dot products vectorise, reassociating their sums).
+    """
+    batch, channels, in_d, in_h, in_w = x.shape
+    out_channels, cg, kd_n, kh_n, kw_n = gw.shape
+    out_d, out_h, out_w = grad.shape[2], grad.shape[3], grad.shape[4]
+    sd, sh, sw = stride[0], stride[1], stride[2]
+    dd, dh, dw = dilation[0], dilation[1], dilation[2]
+    pd, ph, pw = pad[0], pad[1], pad[2]
+    out_per_group = out_channels // groups
+    src, dy = x.ravel(), grad.ravel()
+    acc = np.empty((cg, kd_n, kh_n, kw_n), dtype=gw.dtype)
+    for o in range(first, last):
+        acc[...] = 0
+        for n in range(batch):
+            for line in range(out_d * out_h):
+                od, oh = line // out_h, line % out_h
+                row_grad = ((n * out_channels + o) * out_d * out_h + line) * out_w
+                for c in range(cg):
+                    in_base = (n * channels + (o // out_per_group) * cg + c) * in_d * in_h * in_w
+                    for kd in range(kd_n):
+                        i_d = od * sd + kd * dd - pd
+                        if i_d < 0 or i_d >= in_d:
+                            continue
+                        for kh in range(kh_n):
+                            i_h = oh * sh + kh * dh - ph
+                            if i_h < 0 or i_h >= in_h:
+                                continue
+                            row_in = in_base + (i_d * in_h + i_h) * in_w
+                            for kw in range(kw_n):
+                                shift_w = kw * dw - pw
+                                lo = min(max(0, -(shift_w // sw)), out_w)
+                                hi = max(lo, min(out_w, (in_w - 1 - shift_w) // sw + 1))
+                                total = 0.0
+                                for ow in range(lo, hi):
+                                    total += dy[uint64(row_grad + ow)] * src[uint64(row_in + ow * sw + shift_w)]
+                                acc[c, kd, kh, kw] += total
+        gw[o] = acc
+
+
+def weight_gradient(x, grad, geom):
+    """The weight gradient (C_out, Cg, *kernel) of a depthwise or grouped ``geom``: the
+    backward of :func:`grouped_kernel`, output channels shared out among the threads."""
+    pad = 3 - geom.rank
+    gw = np.empty((geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel), dtype=geom.dtype)
+    args = (
+        x.reshape(geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size),  # (N, C, D, H, W)
+        grad.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
+        gw,  # (C_out, Cg, KD, KH, KW)
+        geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
+    )
+    run_pieces(lambda span: grouped_weight_gradient_kernel(*args, *span), split(geom.out_channels, get_num_threads()))
+    return gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
