@@ -18,8 +18,8 @@ once cropped to the kernel size (``k' >= k``, the forward's unread tail adding a
 Groups become the groups of that convolution: the batch of group ``G`` is stacked into
 channels ``G*N .. G*N + N - 1``.  It is :func:`_correlate`, run by :func:`npconv.conv`
 (so on its fast algorithms, under the workspace cap).  For ranks 1-3 and ``algo="auto"``,
-:func:`conv_backward` instead takes the forward algorithms' backward passes: for depthwise
-convolutions the direct kernel's (:func:`npconv.algorithms.depthwise.weight_gradient`, no
+:func:`conv_backward` instead takes the forward algorithms' backward passes: for 1x1
+kernels pointwise's (GEMMs on the input in place), for depthwise convolutions the direct kernel's (:func:`npconv.algorithms.depthwise.weight_gradient`, no
 scratch), else im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
 column chunks as the forward, multiplied by the output gradient) -- both far faster than
 the large-kernel convolution.  A transposed convolution scatters
@@ -31,6 +31,7 @@ import dataclasses
 
 import numpy as np
 
+from .algorithms import REGISTRY
 from .algorithms.depthwise import weight_gradient as depthwise_weight_gradient
 from .algorithms.im2col import weight_gradient as im2col_weight_gradient
 from .conv import conv, prepare
@@ -94,9 +95,14 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
         grad_input = grad_input.astype(result, copy=False)
     if "weight" in needs:
         if geom.rank <= 3 and algo == "auto":  # the forward algorithms' own backward passes
-            backward = depthwise_weight_gradient if geom.groups == geom.in_channels else im2col_weight_gradient
-            grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad,
-                                   dataclasses.replace(geom, dtype=np.dtype(compute)))
+            geom = dataclasses.replace(geom, dtype=np.dtype(compute))
+            if REGISTRY["pointwise"].why_unsupported(geom) is None:
+                backward = REGISTRY["pointwise"].weight_gradient
+            elif geom.groups == geom.in_channels:
+                backward = depthwise_weight_gradient
+            else:
+                backward = im2col_weight_gradient
+            grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad, geom)
         else:
             grad_weight = _correlate(xp.astype(compute, copy=False), grad, geom.stride, geom.dilation, geom.padding,
                                      geom.groups, geom.kernel, algo)

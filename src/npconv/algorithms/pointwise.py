@@ -42,21 +42,44 @@ class Pointwise(Algorithm):
         return (gemm_seconds(geom.flops, geom.out_per_group, math.prod(geom.out_size), geom.in_per_group)
                 + copy * geom.dtype.itemsize / COPY_BYTES_PER_SECOND)
 
-    def run(self, x, weight, geom, out):
-        groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
-        positions = math.prod(geom.out_size)
+    def _chunks(self, x, geom):
+        """``(n0, src, pieces)`` per chunk of images: ``src`` (nb, G, Cg, P) the chunk's subsampled
+        input (a view at stride 1), ``pieces`` index pairs splitting it among the threads."""
+        positions, threads = math.prod(geom.out_size), get_num_threads()
         sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
-        w_groups = weight.reshape(groups, og, cg)  # (G, Og, Cg)
-        out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
-        threads = get_num_threads()
         for n0 in range(0, geom.batch, images):
-            chunk = np.ascontiguousarray(sub[n0 : n0 + images])  # a view at stride 1
-            src = chunk.reshape(len(chunk), groups, cg, positions)  # (nb, G, Cg, P)
-            dst = out_groups[n0 : n0 + len(chunk)]  # (nb, G, Og, P)
+            chunk = np.ascontiguousarray(sub[n0 : n0 + images])
+            src = chunk.reshape(len(chunk), geom.groups, geom.in_per_group, positions)  # (nb, G, Cg, P)
             if len(chunk) >= threads:  # the threads take images, else ranges of positions
                 pieces = [(slice(a, b), slice(None)) for a, b in split(len(chunk), threads)]
             else:
                 pieces = [(slice(None), slice(a, b)) for a, b in split(positions, threads)]
+            yield n0, src, pieces
+
+    def run(self, x, weight, geom, out):
+        w_groups = weight.reshape(geom.groups, geom.out_per_group, geom.in_per_group)  # (G, Og, Cg)
+        out_groups = out.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
+        for n0, src, pieces in self._chunks(x, geom):
+            dst = out_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
             run_pieces(lambda piece: np.matmul(w_groups, src[piece[0], :, :, piece[1]],
                                                out=dst[piece[0], :, :, piece[1]]), pieces)
+
+    def weight_gradient(self, x, grad, geom):
+        """The weight gradient (C_out, Cg, 1, ...): pointwise's backward, summed per thread::
+
+            grad_w[g] (Og, Cg) = sum_n grad[n, g] (Og, P) @ x[n, g, :, ::stride]^T (P, Cg)
+        """
+        grad_groups = grad.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
+        partial = np.zeros((get_num_threads(), geom.groups, geom.out_per_group, geom.in_per_group), geom.dtype)
+        for n0, src, pieces in self._chunks(x, geom):
+            dy = grad_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
+
+            def work(indexed):
+                index, (images, positions) = indexed
+                products = np.matmul(dy[images, :, :, positions],  # (nb', G, Og, P')
+                                     src[images, :, :, positions].swapaxes(2, 3))  # (nb', G, P', Cg)
+                partial[index] += products.sum(axis=0)
+
+            run_pieces(work, list(enumerate(pieces)))
+        return partial.sum(axis=0).reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
