@@ -58,6 +58,14 @@ _DOC_RETURNS = """
 """
 
 
+# The forward algorithms' own weight gradients, first supporting one wins; im2col takes ranks 1-3.
+_WEIGHT_GRADIENTS = (
+    ("pointwise", REGISTRY["pointwise"].weight_gradient),
+    ("depthwise", depthwise_weight_gradient),
+    ("im2col", im2col_weight_gradient),
+)
+
+
 def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
                   padding_mode="zeros", algo="auto", needs=NEEDS):
     """Gradients of :func:`npconv.conv` (same keyword arguments) with respect to its input, weight and bias.
@@ -96,12 +104,8 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
     if "weight" in needs:
         if geom.rank <= 3 and algo == "auto":  # the forward algorithms' own backward passes
             geom = dataclasses.replace(geom, dtype=np.dtype(compute))
-            if REGISTRY["pointwise"].why_unsupported(geom) is None:
-                backward = REGISTRY["pointwise"].weight_gradient
-            elif geom.groups == geom.in_channels:
-                backward = depthwise_weight_gradient
-            else:
-                backward = im2col_weight_gradient
+            backward = next(gradient for name, gradient in _WEIGHT_GRADIENTS
+                            if REGISTRY[name].why_unsupported(geom) is None)
             grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad, geom)
         else:
             grad_weight = _correlate(xp.astype(compute, copy=False), grad, geom.stride, geom.dilation, geom.padding,
