@@ -44,8 +44,9 @@ def test_chunking_fits_limit_and_covers_everything(name, dtype, limit, threads):
     chunks = -(-geom.batch // images) * -(-positions // chunk)
     if geom.batch and positions >= threads and column * threads <= limit:
         assert chunks >= threads and used == threads  # every thread has a chunk
-    if column <= limit:
-        assert used * images * chunk * column <= limit  # the chunks in flight fit the cap
+    if column <= limit:  # the chunks in flight fit the cap, the output of several images' GEMM included
+        staged = geom.out_channels * np.dtype(dtype).itemsize if images > 1 else 0
+        assert used * images * chunk * (column + staged) <= limit
     else:
         assert (images, chunk) == (1, 1)  # below one column: one position at a time
     # The chunk grid (images x positions) covers every output exactly once.
@@ -65,7 +66,7 @@ def test_workspace_bytes_is_one_chunk_per_busy_thread(name, workspace_limit):
     geom = geometry(name, "float64")
     images, chunk, threads = chunking(geom, 4096, npconv.get_num_threads())
     chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // chunk)
-    column = geom.in_channels * math.prod(geom.kernel) * 8
+    column = (geom.in_channels * math.prod(geom.kernel) + (geom.out_channels if images > 1 else 0)) * 8
     assert REGISTRY["im2col"].workspace_bytes(geom) == min(threads, chunks) * images * chunk * column
 
 

@@ -1,11 +1,13 @@
 """``im2col``: unroll input patches into a column matrix, then one batched GEMM on BLAS.
 
-For each image the column matrix holds, for every (channel, kernel offset) row, the input
+The column matrix holds, for every (channel, kernel offset) row and every image, the input
 value each output position sees through that offset::
 
-    cols[c * K + k, p] = x_pad[c, p * stride + k * dilation]       K = prod(kernel)
+    cols[c * K + k, n, p] = x_pad[n, c, p * stride + k * dilation]       K = prod(kernel)
 
-so that, group by group, ``out[g] = weight[g] (Og, Cg*K) @ cols[g] (Cg*K, P)``.  The full
+so that, group by group, ``out[:, g] = weight[g] (Og, Cg*K) @ cols[g] (Cg*K, N*P)``: the
+images sit side by side in one GEMM, which keeps it efficient where an image has few
+output positions (a 7x7 output is a 49-column GEMM on its own).  The full
 matrix is ``C_in * K`` times the output's spatial size (81x the output for a 9x9 kernel),
 so it is built in chunks -- several whole images, or a range of output positions of one
 image -- that fit the workspace cap (:func:`npconv.set_workspace_limit`).  Zero padding is
@@ -40,11 +42,11 @@ FILL_SECONDS_PER_ROW = 20e-9
 def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
     """Write output positions ``p0 .. p0 + cols.shape[2]`` of images ``n0 ..`` into ``cols``.
 
-    x: (N, C, D, H, W) and cols: (nb, C * KD*KH*KW, pc), both C-contiguous; the 3-vectors
+    x: (N, C, D, H, W) and cols: (C * KD*KH*KW, nb, pc), both C-contiguous; the 3-vectors
     give each spatial dim.  Indexing is flat and unsigned: Numba's negative-index handling
     on signed indices stops the copy loops from vectorising (3x slower).
     """
-    nb, rows, pc = cols.shape
+    rows, nb, pc = cols.shape
     channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     kd_n, kh_n, kw_n = kernel[0], kernel[1], kernel[2]
     sd, sh, sw = stride[0], stride[1], stride[2]
@@ -53,8 +55,8 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
     out_h, out_w = out_size[1], out_size[2]
     kvol = kd_n * kh_n * kw_n
     src, dst = x.ravel(), cols.ravel()
-    for job in range(nb * rows):
-        b, row = job // rows, job % rows
+    for job in range(rows * nb):
+        row, b = job // nb, job % nb
         c, k = row // kvol, row % kvol
         kd, kh, kw = k // (kh_n * kw_n), (k // kw_n) % kh_n, k % kw_n
         plane = ((n0 + b) * channels + c) * in_d  # index of (image, channel) in x's (N*C*D) planes
@@ -64,7 +66,7 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
         last = max(first, min(out_w, (in_w - 1 - shift_w) // sw + 1))
         for line in range(p0 // out_w, (p0 + pc - 1) // out_w + 1):  # output rows (od, oh) touched
             ow0, ow1 = max(p0 - line * out_w, 0), min(p0 + pc - line * out_w, out_w)
-            base = job * pc + line * out_w - p0  # dst index of this row's column 0 (ow0 + base >= 0)
+            base = (row * nb + b) * pc + line * out_w - p0  # dst index of this row's column 0 (ow0 + base >= 0)
             i_d = (line // out_h) * sd + kd * dd - pd
             i_h = (line % out_h) * sh + kh * dh - ph
             lo, hi = ow1, ow1  # the columns [lo, hi) of [ow0, ow1) that read inside the input
@@ -87,6 +89,7 @@ def chunking(geom, limit, threads=1):
     (``C_in * K`` values) fits it, using fewer threads if need be; each chunk is at most
     ``CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
     fewer images than threads an image's positions are split so every thread has work.
+    A chunk of several images also counts its GEMM's output (:func:`chunk_bytes`).
     """
     column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
     positions = math.prod(geom.out_size)
@@ -96,7 +99,15 @@ def chunking(geom, limit, threads=1):
         return 1, max(1, min(positions, limit // column_bytes)), threads
     if geom.batch < threads:
         return 1, -(-positions // threads), threads
-    return max(1, min(-(-geom.batch // threads), limit // (column_bytes * positions))), positions, threads
+    image_bytes = (column_bytes + geom.out_channels * geom.dtype.itemsize) * positions
+    return max(1, min(-(-geom.batch // threads), limit // image_bytes)), positions, threads
+
+
+def chunk_bytes(geom, images, positions):
+    """Scratch bytes of one chunk: its columns, and for several images the GEMM's output
+    (images side by side), which is then copied into place."""
+    values = geom.in_channels * math.prod(geom.kernel) + (geom.out_channels if images > 1 else 0)
+    return images * positions * values * geom.dtype.itemsize
 
 
 class Im2col(Algorithm):
@@ -110,8 +121,7 @@ class Im2col(Algorithm):
     def workspace_bytes(self, geom):
         images, positions, threads = chunking(geom, scratch_limit(geom), get_num_threads())
         chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // positions)
-        chunk_bytes = images * positions * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
-        return min(threads, chunks) * chunk_bytes
+        return min(threads, chunks) * chunk_bytes(geom, images, positions)
 
     def estimated_seconds(self, geom):
         """The GEMMs, plus the fill: per value written and per output row walked, on all threads."""
@@ -139,13 +149,14 @@ class Im2col(Algorithm):
             buffer = np.empty(images * rows * chunk, dtype=geom.dtype)
             for n0, p0 in chunks[span[0] : span[1]]:
                 nb, pc = min(images, geom.batch - n0), min(chunk, positions - p0)
-                cols = buffer[: nb * rows * pc].reshape(nb, rows, pc)  # (nb, C*K, pc)
+                cols = buffer[: rows * nb * pc].reshape(rows, nb, pc)  # (C*K, nb, pc)
                 fill_columns(x3, cols, n0, p0, *params)
-                np.matmul(
-                    w_groups,
-                    cols.reshape(nb, groups, cg * kvol, pc),  # (nb, G, Cg*K, pc)
-                    out=out_groups[n0 : n0 + nb, :, :, p0 : p0 + pc],  # (nb, G, Og, pc)
-                )
+                cols = cols.reshape(groups, cg * kvol, nb * pc)  # (G, Cg*K, nb*pc)
+                if nb == 1:  # straight into the output
+                    np.matmul(w_groups, cols, out=out_groups[n0, :, :, p0 : p0 + pc])  # (G, Og, pc)
+                else:  # whole images side by side: (G, Og, nb*P) -> (nb, G, Og, P)
+                    products = np.matmul(w_groups, cols).reshape(groups, og, nb, pc)
+                    out_groups[n0 : n0 + nb] = products.transpose(2, 0, 1, 3)
 
         run_pieces(work, split(len(chunks), threads))
 
@@ -180,11 +191,11 @@ def weight_gradient(x, grad, geom):
         buffer = np.empty(images * rows * chunk, dtype=geom.dtype)
         for n0, p0 in chunks[first:last]:
             nb, pc = min(images, geom.batch - n0), min(chunk, positions - p0)
-            cols = buffer[: nb * rows * pc].reshape(nb, rows, pc)  # (nb, C*K, pc)
+            cols = buffer[: rows * nb * pc].reshape(rows, nb, pc)  # (C*K, nb, pc)
             fill_columns(x3, cols, n0, p0, *params)
-            products = np.matmul(grad_groups[n0 : n0 + nb, :, :, p0 : p0 + pc],  # (nb, G, Og, pc)
-                                 cols.reshape(nb, groups, cg * kvol, pc).swapaxes(2, 3))  # (nb, G, pc, Cg*K)
-            partial[index] += products.sum(axis=0)  # (G, Og, Cg*K)
+            # (nb, G, Og, pc) -> (G, Og, nb*pc), a view for one image, else a copy in the output's chunk_bytes
+            g = grad_groups[n0 : n0 + nb, :, :, p0 : p0 + pc].transpose(1, 2, 0, 3).reshape(groups, og, nb * pc)
+            partial[index] += np.matmul(g, cols.reshape(groups, cg * kvol, nb * pc).swapaxes(1, 2))  # (G, Og, Cg*K)
 
     run_pieces(work, list(enumerate(spans)))
     return partial.sum(axis=0).reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel)
