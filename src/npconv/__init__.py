@@ -14,6 +14,7 @@ from .config import (
 )
 from .conv import conv, conv1d, conv2d, conv3d
 from .errors import UnsupportedAlgorithmError
+from .explain import explain
 from .interpolate import interpolate, interpolate_backward
 from .transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .upsample import upsample_conv
@@ -35,6 +36,7 @@ __all__ = [
     "conv_transpose2d",
     "conv_transpose3d",
     "conv_transpose_backward",
+    "explain",
     "get_num_threads",
     "get_precision",
     "get_workspace_limit",
