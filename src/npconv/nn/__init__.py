@@ -4,5 +4,9 @@ See :mod:`npconv.nn.module` for the forward/backward contract.
 """
 
 from .containers import Sequential
+from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
+                   DepthwiseSeparableConv2d)
 from .init import manual_seed
+from .linear import Dropout, Flatten, Identity, Linear
 from .module import Module, Parameter
+from .upsample import Upsample
