@@ -16,6 +16,7 @@ from .conv import conv, conv1d, conv2d, conv3d
 from .errors import UnsupportedAlgorithmError
 from .explain import explain
 from .interpolate import interpolate, interpolate_backward
+from .summary import summary
 from .transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .upsample import upsample_conv
 
@@ -45,5 +46,6 @@ __all__ = [
     "set_num_threads",
     "set_precision",
     "set_workspace_limit",
+    "summary",
     "upsample_conv",
 ]

@@ -1,4 +1,7 @@
-"""The ``npconv`` command: ``npconv info``, ``npconv bench`` and ``npconv demo``."""
+"""The ``npconv`` command: ``npconv info``, ``bench``, ``demo``, ``summary`` and ``explain``.
+
+Each subcommand is one ``sub.add_parser`` block in :func:`build_parser` whose ``func`` takes
+the parsed arguments; add a subcommand the same way."""
 
 import argparse
 import json
@@ -90,6 +93,63 @@ def _demo(args):
     checkerboard.run_demo(out=args.out)
 
 
+# The models of npconv.nn.models that ``npconv summary`` knows, and their default inputs.
+SUMMARY_MODELS = ("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2", "vgg16", "unet", "dcgan_generator")
+SUMMARY_INPUTS = {"unet": (1, 3, 64, 64), "dcgan_generator": (1, 100, 1, 1)}
+IMAGENET_INPUT = (1, 3, 224, 224)
+
+
+def sizes(text):
+    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)`` (an argparse type)."""
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes joined by 'x' (like 1x3x224x224 or 3), got {text!r}") from None
+
+
+def _summary(args):
+    if args.model not in SUMMARY_MODELS:
+        raise SystemExit(f"npconv summary: unknown model {args.model!r}; choose from {', '.join(SUMMARY_MODELS)}")
+    import npconv
+    from npconv.nn import models
+
+    build = getattr(models, args.model, None)
+    if build is None:
+        raise SystemExit(f"npconv summary: npconv.nn.models has no {args.model!r} yet")
+    try:
+        report = npconv.summary(build(), args.input or SUMMARY_INPUTS.get(args.model, IMAGENET_INPUT))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"npconv summary {args.model}: {exc}") from None
+    print(report)
+
+
+def _explain(args):
+    import npconv
+
+    def one_or_each(values):  # "3" -> 3, "3x5" -> (3, 5)
+        return values[0] if len(values) == 1 else values
+
+    rank = max(len(args.input) - 2, 1)
+    kernel = args.kernel * rank if len(args.kernel) == 1 else args.kernel
+    padding = args.padding if args.padding in ("same", "same_lower", "valid") else one_or_each(sizes(args.padding))
+    c_in = args.input[1] if len(args.input) > 1 else 0
+    if args.transposed:  # weight (C_in, C_out/groups, *kernel)
+        weight = (c_in, max(1, args.out_channels // args.groups), *kernel)
+    else:  # weight (C_out, C_in/groups, *kernel); a wrong groups is left to explain's check
+        weight = (args.out_channels, max(1, c_in // args.groups), *kernel)
+    old = npconv.set_precision(args.precision) if args.precision else None
+    try:
+        cost = npconv.explain(args.input, weight, bias=not args.no_bias, stride=one_or_each(args.stride),
+                              padding=padding, dilation=one_or_each(args.dilation), groups=args.groups,
+                              padding_mode=args.padding_mode, dtype=args.dtype, transposed=args.transposed)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"npconv explain: {exc}") from None
+    finally:
+        if old is not None:
+            npconv.set_precision(old)
+    print(cost)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="npconv", description="npconv: convolutions for Python, exact to PyTorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +171,27 @@ def build_parser():
                    help="checkerboard: transposed convolution vs resize-convolution, scored by npconv.checkerboard_score")
     d.add_argument("--out", metavar="FILE.png", help="also draw the outputs to this PNG (needs matplotlib)")
     d.set_defaults(func=_demo)
+    s = sub.add_parser("summary", help="a model's layers: output shapes, parameters, MACs, algorithms, workspace")
+    s.add_argument("model", help=f"one of {', '.join(SUMMARY_MODELS)} (npconv.nn.models)")
+    s.add_argument("--input", type=sizes, metavar="NxCxHxW",
+                   help="input shape (default 1x3x224x224; unet 1x3x64x64; dcgan_generator 1x100x1x1)")
+    s.set_defaults(func=_summary)
+    e = sub.add_parser("explain", help="what one convolution costs and which algorithm auto runs it with")
+    e.add_argument("--input", type=sizes, required=True, metavar="NxCxHxW", help="input shape, e.g. 1x64x56x56")
+    e.add_argument("--out-channels", type=int, required=True)
+    e.add_argument("--kernel", type=sizes, required=True, help="kernel size: one int, or one per dim (3x5)")
+    e.add_argument("--stride", type=sizes, default=(1,), help="one int, or one per dim (default 1)")
+    e.add_argument("--padding", default="0", help="one int, one per dim (1x2), 'same' or 'valid' (default 0)")
+    e.add_argument("--dilation", type=sizes, default=(1,), help="one int, or one per dim (default 1)")
+    e.add_argument("--groups", type=int, default=1)
+    e.add_argument("--padding-mode", default="zeros", choices=["zeros", "reflect", "replicate", "circular"])
+    e.add_argument("--no-bias", action="store_true", help="count no bias parameters")
+    e.add_argument("--transposed", action="store_true",
+                   help="a transposed convolution (weight C_in x C_out/groups x kernel)")
+    e.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    e.add_argument("--precision", choices=["highest", "high", "medium"],
+                   help="the precision policy auto follows (default: the current one, 'high')")
+    e.set_defaults(func=_explain)
     return parser
 
 
