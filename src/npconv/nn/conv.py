@@ -26,7 +26,8 @@ _CONV_DOC = """{rank}-d convolution, as ``torch.nn.Conv{rank}d``: input ``(N, C_
         out = floor((in + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
 """
 
-_CONV_TRANSPOSE_DOC = """{rank}-d transposed convolution, as ``torch.nn.ConvTranspose{rank}d``: input ``(N, C_in, {dims})``.
+_CONV_TRANSPOSE_DOC = """{rank}-d transposed convolution, as ``torch.nn.ConvTranspose{rank}d``: input
+    ``(N, C_in, {dims})``.
 
     ``weight`` is ``(in_channels, out_channels / groups, *kernel_size)``, ``bias``
     ``(out_channels,)``; both start uniform on ``+-1/sqrt(fan_in)`` with PyTorch's ``fan_in =
@@ -37,8 +38,8 @@ _CONV_TRANSPOSE_DOC = """{rank}-d transposed convolution, as ``torch.nn.ConvTran
         out = (in - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
 
     ``forward(x, output_size=None)``: ``output_size`` (one size per spatial dim, or the full
-    ``(N, C_out, *spatial)``) picks ``output_padding`` instead, as PyTorch, within
-    ``[out, out + stride - 1]`` of the size with ``output_padding = 0``.
+    ``(N, C_out, *spatial)``) sets ``output_padding`` instead, as PyTorch: it must lie in
+    ``[m, m + stride - 1]``, ``m`` being the size with ``output_padding = 0``.
 """
 
 _DIMS = {1: "L", 2: "H, W", 3: "D, H, W"}

@@ -19,7 +19,8 @@ class Upsample(Module):
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None):
         super().__init__()
         if recompute_scale_factor and size is not None:
-            raise ValueError(f"Upsample: recompute_scale_factor is not meaningful with an explicit size, got size={size}")
+            raise ValueError(
+                f"Upsample: recompute_scale_factor is not meaningful with an explicit size, got size={size}")
         self.size, self.scale_factor, self.mode = size, scale_factor, mode
         self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
 
