@@ -107,6 +107,11 @@ def sizes(text):
         raise argparse.ArgumentTypeError(f"expected sizes joined by 'x' (like 1x3x224x224 or 3), got {text!r}") from None
 
 
+def padding_arg(text):
+    """``"same"``, ``"same_lower"``, ``"valid"`` or sizes (an argparse type)."""
+    return text if text in ("same", "same_lower", "valid") else sizes(text)
+
+
 def _summary(args):
     if args.model not in SUMMARY_MODELS:
         raise SystemExit(f"npconv summary: unknown model {args.model!r}; choose from {', '.join(SUMMARY_MODELS)}")
@@ -131,7 +136,7 @@ def _explain(args):
 
     rank = max(len(args.input) - 2, 1)
     kernel = args.kernel * rank if len(args.kernel) == 1 else args.kernel
-    padding = args.padding if args.padding in ("same", "same_lower", "valid") else one_or_each(sizes(args.padding))
+    padding = args.padding if isinstance(args.padding, str) else one_or_each(args.padding)
     c_in = args.input[1] if len(args.input) > 1 else 0
     if args.transposed:  # weight (C_in, C_out/groups, *kernel)
         weight = (c_in, max(1, args.out_channels // args.groups), *kernel)
@@ -181,7 +186,8 @@ def build_parser():
     e.add_argument("--out-channels", type=int, required=True)
     e.add_argument("--kernel", type=sizes, required=True, help="kernel size: one int, or one per dim (3x5)")
     e.add_argument("--stride", type=sizes, default=(1,), help="one int, or one per dim (default 1)")
-    e.add_argument("--padding", default="0", help="one int, one per dim (1x2), 'same' or 'valid' (default 0)")
+    e.add_argument("--padding", type=padding_arg, default=(0,),
+                   help="one int, one per dim (1x2), 'same', 'same_lower' or 'valid' (default 0)")
     e.add_argument("--dilation", type=sizes, default=(1,), help="one int, or one per dim (default 1)")
     e.add_argument("--groups", type=int, default=1)
     e.add_argument("--padding-mode", default="zeros", choices=["zeros", "reflect", "replicate", "circular"])
