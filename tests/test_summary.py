@@ -11,6 +11,7 @@ import torch
 import npconv
 from npconv import nn
 from npconv.nn.activation import ReLU, ReLU6
+from tests.test_bench import mobilenet_v2_convs, resnet_convs
 
 
 def torch_macs(model, x):
@@ -177,11 +178,20 @@ def model(name):
     return getattr(models, name)()
 
 
-@pytest.mark.parametrize("name, params, gmacs", [
-    ("mobilenet_v2", 3_504_872, 0.30),  # torchvision: 0.30 GFLOPS (MACs), 3,504,872 parameters
-    ("resnet50", 25_557_032, 4.09),  # torchvision: 4.09 GFLOPS (MACs), 25,557,032 parameters
+def listed_macs(convs, classifier_in):
+    """MACs of test_bench's independent list of a network's convolutions, plus a 1000-way classifier."""
+    return sum(c_out * out * out * c_in // groups * k * k
+               for (c_in, _, c_out, k, _, _, groups), out in convs) + classifier_in * 1000
+
+
+@pytest.mark.parametrize("name, params, gmacs, convs, classifier_in", [
+    # torchvision's figures: 0.30 and 4.09 GFLOPS (counted as MACs); ResNeXt's 4.23
+    ("mobilenet_v2", 3_504_872, 0.30, mobilenet_v2_convs(), 1280),
+    ("resnet50", 25_557_032, 4.09, resnet_convs(), 2048),
+    ("resnext50_32x4d", 25_028_904, 4.23, resnet_convs(groups=32, width_per_group=4), 2048),
 ])
-def test_published_figures(name, params, gmacs):
+def test_published_figures(name, params, gmacs, convs, classifier_in):
     report = npconv.summary(model(name), (1, 3, 224, 224))
     assert report.total_params == params
     assert round(report.total_macs / 1e9, 2) == gmacs
+    assert report.total_macs == listed_macs(convs, classifier_in)
