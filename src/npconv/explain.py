@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .algorithms import REGISTRY, select
-from .algorithms.winograd import Winograd
+from .algorithms.winograd import Winograd, WinogradAuto
 from .autotuner import TUNER
 from .col2im import col2im_seconds
 from .col2im import why_unsupported as why_col2im_unsupported
@@ -210,7 +210,7 @@ def _conv_choice(geom):
             rejected = None
         candidates.append(Candidate(alg.name, alg.estimated_seconds(geom), alg.workspace_bytes(geom), rejected))
     candidates.sort(key=lambda c: (c.seconds is None, c.rejected is not None, c.seconds or 0.0))
-    name = f"{chosen.name} ({chosen.pick(geom).name})" if hasattr(chosen, "pick") else chosen.name
+    name = f"{chosen.name} ({chosen.pick(geom).name})" if isinstance(chosen, WinogradAuto) else chosen.name
     return name, chosen.workspace_bytes(geom), tuple(candidates), _winograd_savings(geom)
 
 
