@@ -3,7 +3,10 @@
 See :mod:`npconv.nn.module` for the forward/backward contract.
 """
 
+from .activation import LeakyReLU, ReLU, ReLU6, Sigmoid, Tanh
 from .containers import Sequential
+from .normalization import BatchNorm1d, BatchNorm2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
                    DepthwiseSeparableConv2d)
 from .init import manual_seed
