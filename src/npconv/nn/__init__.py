@@ -12,7 +12,7 @@ from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, Con
 from .init import manual_seed
 from .linear import Dropout, Flatten, Identity, Linear
 from .module import Module, Parameter
-from . import optim
+from . import models, optim
 from .loss import CrossEntropyLoss, MSELoss
 from .optim import SGD, Adam
 from .serialization import load, save
