@@ -37,6 +37,10 @@ BLOCK_BYTES = 4 * 2**20
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
 SECONDS_PER_MATMUL = 20e-9
+# The transforms' cost per group, tile and transform row on one core: they loop over each
+# group's channels, so with few channels per group (ResNeXt's 4 or 8) this dominates
+# (fitted to 8x256x28x28 layers with 4 to 64 groups).
+TRANSFORM_SECONDS_PER_GROUP_ROW = 24e-9
 
 
 @njit(cache=True, inline="always")
@@ -173,7 +177,7 @@ class Winograd(Algorithm):
 
     def estimated_seconds(self, geom):
         """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
-        transforms, plus the input's copy."""
+        transforms (per value, and per group and row), plus the input's copy."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles = geom.batch * math.prod(_tiles(geom, self.m))
         threads = get_num_threads()
@@ -185,7 +189,8 @@ class Winograd(Algorithm):
         blocks = -(-tiles // block)
         return (gemm_seconds(gemm_flops, block, geom.out_per_group, geom.in_per_group)
                 + blocks * (weight_bytes / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
-                + transformed * TRANSFORM_SECONDS_PER_VALUE / threads
+                + (transformed * TRANSFORM_SECONDS_PER_VALUE
+                   + tiles * geom.groups * n * (n + self.m) * TRANSFORM_SECONDS_PER_GROUP_ROW) / threads
                 + geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND)
 
     def run(self, x, weight, geom, out):
