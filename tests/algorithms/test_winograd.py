@@ -121,6 +121,18 @@ def test_cache_reuses_transforms_for_equal_weights_and_stays_bounded(rng):
     assert calls == [1, 3, *range(10, 20)]
 
 
+def test_cache_keeps_one_entry_per_weight_updated_in_place(rng):
+    cache = WeightCache()
+    w = rng.standard_normal(25)
+    for step in range(5):  # a training loop: the same buffer, new contents each step
+        w += 1.0
+        assert cache.get(w, "k", lambda: w * 2)[0] == w[0] * 2
+    assert len(cache) == 1
+    other = rng.standard_normal(25)
+    cache.get(other, "k", lambda: other * 2)
+    assert len(cache) == 2
+
+
 def test_concurrent_calls_with_different_weights(rng):
     WEIGHT_CACHE.clear()
     x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
