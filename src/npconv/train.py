@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 from . import nn
-from .config import set_precision
 from .nn.activation import ReLU
 from .nn.conv import Conv2d, DepthwiseSeparableConv2d
 from .nn.linear import Flatten, Linear
@@ -83,8 +82,7 @@ def _progress_bar(stream, label, done, total, width=30):
 def train_digits(epochs=12, batch_size=32, lr=3e-3, seed=0, out="digits.npz", print_=print, progress=True):
     """Train :func:`digits_model` on the digits and return a :class:`TrainingResult`.
 
-    Adam with learning rate ``lr`` decayed along a cosine over the epochs.  The convolutions
-    run under ``set_precision("highest")`` (exact algorithms only; restored afterwards).
+    Adam with learning rate ``lr`` decayed along a cosine over the epochs.
     ``out``: where to save the weights (``.npz``, see :func:`npconv.nn.save`), or None.
     ``print_``: called with each per-epoch line and the final ``test accuracy: 0.xxxx``.
     ``progress``: draw a progress bar on stderr.  The same ``seed`` gives the same split,
@@ -101,32 +99,28 @@ def train_digits(epochs=12, batch_size=32, lr=3e-3, seed=0, out="digits.npz", pr
     optimizer = nn.Adam(model.parameters(), lr=lr)
     batches = -(-len(x_train) // batch_size)
     history = []
-    old_precision = set_precision("highest")
-    try:
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
-            model.train()
-            order = rng.permutation(len(x_train))
-            loss_sum = correct = 0.0
-            for b in range(batches):
-                index = order[b * batch_size:(b + 1) * batch_size]
-                logits = model(x_train[index])                              # (batch, 10)
-                loss = criterion(logits, y_train[index])
-                optimizer.zero_grad()
-                model.backward(criterion.backward())
-                optimizer.step()
-                loss_sum += float(loss) * len(index)
-                correct += np.count_nonzero(logits.argmax(axis=1) == y_train[index])
-                if progress:
-                    _progress_bar(sys.stderr, f"epoch {epoch}/{epochs}", b + 1, batches)
-            history.append(dict(epoch=epoch, loss=loss_sum / len(x_train), train_accuracy=correct / len(x_train),
-                                test_accuracy=float(np.mean(predict(model, x_test) == y_test))))
-            print_(f"epoch {epoch:>3}/{epochs}  loss {history[-1]['loss']:.4f}  "
-                   f"train accuracy {history[-1]['train_accuracy']:.4f}  "
-                   f"test accuracy {history[-1]['test_accuracy']:.4f}  ({time.perf_counter() - start:.1f} s)")
-    finally:
-        set_precision(old_precision)
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+        model.train()
+        order = rng.permutation(len(x_train))
+        loss_sum = correct = 0.0
+        for b in range(batches):
+            index = order[b * batch_size:(b + 1) * batch_size]
+            logits = model(x_train[index])                              # (batch, 10)
+            loss = criterion(logits, y_train[index])
+            optimizer.zero_grad()
+            model.backward(criterion.backward())
+            optimizer.step()
+            loss_sum += float(loss) * len(index)
+            correct += np.count_nonzero(logits.argmax(axis=1) == y_train[index])
+            if progress:
+                _progress_bar(sys.stderr, f"epoch {epoch}/{epochs}", b + 1, batches)
+        history.append(dict(epoch=epoch, loss=loss_sum / len(x_train), train_accuracy=correct / len(x_train),
+                            test_accuracy=float(np.mean(predict(model, x_test) == y_test))))
+        print_(f"epoch {epoch:>3}/{epochs}  loss {history[-1]['loss']:.4f}  "
+               f"train accuracy {history[-1]['train_accuracy']:.4f}  "
+               f"test accuracy {history[-1]['test_accuracy']:.4f}  ({time.perf_counter() - start:.1f} s)")
     model.eval()
     if out is not None:
         nn.save(model, out)
