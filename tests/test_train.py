@@ -6,15 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-import npconv
-from npconv import train
+from npconv import cli, train
 from npconv.nn import load
 
 
 def test_short_training_learns_and_saves(tmp_path, capsys):
     lines = []
     path = tmp_path / "digits.npz"
-    precision = npconv.get_precision()
     result = train.train_digits(epochs=2, seed=3, out=path, print_=lines.append)
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 2 and losses[1] < 0.7 * losses[0]
@@ -24,7 +22,6 @@ def test_short_training_learns_and_saves(tmp_path, capsys):
     assert float(lines[-1].split(": ")[1]) == pytest.approx(result.test_accuracy, abs=5e-5)
     assert [line.split()[:2] for line in lines[:2]] == [["epoch", "1/2"], ["epoch", "2/2"]]
     assert "epoch 2/2 [" in capsys.readouterr().err              # the progress bar
-    assert npconv.get_precision() == precision                   # restored after training
 
     _, _, x_test, y_test = train.load_digits_split(seed=3)
     fresh = train.digits_model()
@@ -60,3 +57,12 @@ def test_missing_scikit_learn(monkeypatch):
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train.train_digits(out=None, **kwargs)
+
+
+def test_cli_trains_and_saves(tmp_path, capsys):
+    path = tmp_path / "w.npz"
+    cli.main(["train", "digits", "--epochs", "1", "--seed", "2", "--out", str(path), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"test accuracy: 0\.\d{4}", out.splitlines()[-1])
+    assert f"weights saved to {path}" in out and err == ""
+    train.digits_model().load_state_dict(load(path))  # strict: every key, every shape

@@ -1,4 +1,4 @@
-"""The ``npconv`` command: ``npconv info``, ``bench``, ``demo``, ``summary`` and ``explain``.
+"""The ``npconv`` command: ``npconv info``, ``bench``, ``demo``, ``summary``, ``explain`` and ``train``.
 
 Each subcommand is one ``sub.add_parser`` block in :func:`build_parser` whose ``func`` takes
 the parsed arguments; add a subcommand the same way."""
@@ -118,11 +118,8 @@ def _summary(args):
     import npconv
     from npconv.nn import models
 
-    build = getattr(models, args.model, None)
-    if build is None:
-        raise SystemExit(f"npconv summary: npconv.nn.models has no {args.model!r} yet")
     try:
-        report = npconv.summary(build(), args.input or SUMMARY_INPUTS.get(args.model, IMAGENET_INPUT))
+        report = npconv.summary(getattr(models, args.model)(), args.input or SUMMARY_INPUTS.get(args.model, IMAGENET_INPUT))
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"npconv summary {args.model}: {exc}") from None
     print(report)
@@ -153,6 +150,15 @@ def _explain(args):
         if old is not None:
             npconv.set_precision(old)
     print(cost)
+
+
+def _train(args):
+    from npconv.train import train_digits
+
+    try:
+        train_digits(epochs=args.epochs, seed=args.seed, out=args.out, progress=not args.no_progress)
+    except ImportError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def build_parser():
@@ -198,6 +204,13 @@ def build_parser():
     e.add_argument("--precision", choices=["highest", "high", "medium"],
                    help="the precision policy auto follows (default: the current one, 'high')")
     e.set_defaults(func=_explain)
+    t = sub.add_parser("train", help="train a small network: a depthwise-separable CNN on the 8x8 digits")
+    t.add_argument("dataset", choices=["digits"], help="digits: scikit-learn's bundled 8x8 digits (no download)")
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--seed", type=int, default=0, help="the split, initial weights and batch order")
+    t.add_argument("--out", default="digits.npz", help="where to save the trained weights (default digits.npz)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    t.set_defaults(func=_train)
     return parser
 
 
