@@ -169,3 +169,10 @@ def test_unimplemented_forward_and_backward_name_the_class():
         Module()(1)
     with pytest.raises(NotImplementedError, match="Module does not define backward"):
         Module().backward(1)
+
+
+def test_backward_before_forward_says_so():
+    from npconv.nn.conv import Conv2d
+
+    with pytest.raises(RuntimeError, match="Conv2d.backward: called before forward, nothing to differentiate"):
+        Conv2d(1, 1, 1).backward(np.zeros((1, 1, 1, 1)))

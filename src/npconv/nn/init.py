@@ -26,12 +26,25 @@ def fan_in_and_out(shape):
     return shape[1] * receptive, shape[0] * receptive
 
 
+def _draw_dtype(dtype):
+    """Draw float32 parameters in float32: VGG-16's 25088x4096 layer drawn in float64 and
+    cast took seconds and 800 MB."""
+    return np.float32 if np.dtype(dtype) == np.float32 else np.float64
+
+
 def uniform(shape, bound, dtype=np.float32):
-    return generator().uniform(-bound, bound, size=shape).astype(dtype)
+    """U(-bound, bound) of ``shape``."""
+    values = generator().random(size=shape, dtype=_draw_dtype(dtype))
+    values *= 2 * bound
+    values -= bound
+    return values.astype(dtype, copy=False)
 
 
 def normal(shape, std, dtype=np.float32):
-    return (generator().standard_normal(size=shape) * std).astype(dtype)
+    """N(0, std^2) of ``shape``."""
+    values = generator().standard_normal(size=shape, dtype=_draw_dtype(dtype))
+    values *= std
+    return values.astype(dtype, copy=False)
 
 
 def default_bound(fan_in):

@@ -2,8 +2,8 @@
 
 A :class:`Module` works like ``torch.nn.Module`` without autograd.  ``module(x)`` runs
 :meth:`Module.forward`, which keeps what its backward needs on the module (the latest call
-only).  ``module.backward(grad_output)`` then returns the gradient with respect to that
-call's input and adds the gradients of the module's own parameters to their ``.grad``
+only; layers name it ``self._saved``).  ``module.backward(grad_output)`` then returns the
+gradient with respect to that call's input and adds the gradients of the module's own parameters to their ``.grad``
 (``+=``, as PyTorch accumulates; :meth:`Module.zero_grad` clears them).  A module applied
 twice before its backward therefore gives the gradient of the second call only: to share
 weights, use two modules and add their gradients.
@@ -91,6 +91,8 @@ class Module:
             entries = self.__dict__.get(table, {})
             if name in entries:
                 return entries[name]
+        if name == "_saved":  # what forward keeps for backward (every layer's convention)
+            raise RuntimeError(f"{type(self).__name__}.backward: called before forward, nothing to differentiate")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def register_buffer(self, name, array):
