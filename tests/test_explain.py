@@ -3,6 +3,7 @@ loop count, conv's own errors, auto's choice against select, and the textbook fa
 
 import math
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -175,6 +176,22 @@ def test_transposed_counts_match_torch(input_shape, weight_shape, args):
     assert cost.macs == input_shape[0] * math.prod(input_shape[1:]) * weight_shape[1] * math.prod(weight_shape[2:])
     assert cost.algorithm.split(" ")[0] in ("col2im", "subpixel")
     assert {c.name for c in cost.candidates} == {"col2im", "subpixel"}
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((8, 256, 8, 8), (256, 128, 4, 4)), ((2, 64, 32, 32), (64, 3, 4, 4))])
+def test_col2im_workspace_bounds_what_it_allocates(x_shape, w_shape):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape, dtype=np.float32), rng.standard_normal(w_shape, dtype=np.float32)
+    cost = npconv.explain(x_shape, w_shape, transposed=True, stride=2, padding=1)
+    assert cost.algorithm == "col2im" and cost.workspace_bytes > 0
+    npconv.conv_transpose2d(x, w, stride=2, padding=1, algo="col2im")  # compiled, caches warm
+    tracemalloc.start()
+    try:
+        y = npconv.conv_transpose2d(x, w, stride=2, padding=1, algo="col2im")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= y.nbytes + cost.workspace_bytes + 2**16  # the output, the scratch, small objects
 
 
 def test_transposed_output_size():

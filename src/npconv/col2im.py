@@ -138,6 +138,19 @@ def chunking(geom, limit, threads):
     return images, channels
 
 
+def workspace_bytes(geom):
+    """Scratch of :func:`conv_transpose_col2im`: per busy thread one chunk's products (and, for
+    small images, its stacked input copy), plus the weight transposed for channels-inner adds."""
+    threads = get_num_threads()
+    images, channels = chunking(geom, get_workspace_limit(), threads)
+    positions, kvol, item = math.prod(geom.in_size), math.prod(geom.kernel), geom.dtype.itemsize
+    stacked_input = geom.in_per_group if positions < STACK_BELOW else 0
+    chunk = images * positions * (channels * kvol + stacked_input) * item
+    chunks = -(-max(geom.batch, 1) // images) * geom.groups * -(-geom.out_per_group // channels)
+    weight = 0 if weight_outweighs_columns(geom) else geom.in_channels * geom.out_per_group * kvol * item
+    return min(threads, chunks) * chunk + weight
+
+
 def why_unsupported(geom):
     """``None`` when this path can compute ``geom``; otherwise the reason, in words."""
     return f"it handles 1 to 3 spatial dims, got {geom.rank}" if geom.rank > 3 else None

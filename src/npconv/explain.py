@@ -31,15 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .algorithms import REGISTRY, select
+from .algorithms import REGISTRY, auto_rejections, select
 from .algorithms.winograd import Winograd, WinogradAuto
 from .autotuner import TUNER
 from .col2im import col2im_seconds
+from .col2im import workspace_bytes as col2im_workspace_bytes
 from .col2im import why_unsupported as why_col2im_unsupported
-from .config import get_precision, get_workspace_limit, precision_allows
+from .config import get_precision, get_workspace_limit
 from .dtypes import conv_arrays
 from .geometry import conv_geometry, conv_transpose_geometry, int_tuple
-from .transpose import _phase_geometry, _phase_grid, _reached, _subpixel_seconds, auto_path
+from .transpose import auto_path, is_reached, phase_geometry, phase_grid, subpixel_seconds
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Candidate:
 
     name: str
     seconds: float | None
-    workspace_bytes: int | None
+    workspace_bytes: int
     rejected: str | None
 
 
@@ -80,7 +81,7 @@ class ConvCost:
     macs: int
     im2col_bytes: int
     algorithm: str
-    workspace_bytes: int | None
+    workspace_bytes: int
     workspace_limit: int
     precision: str
     candidates: tuple
@@ -124,8 +125,7 @@ class ConvCost:
         for w in self.winograd:
             lines.append(f"  {f'winograd F({w.m},3)':<22}{w.ratio:.2f}x fewer multiplications per tile, "
                          f"{w.reduction:.2f}x here ({w.multiplications:,})")
-        workspace = "not modelled" if self.workspace_bytes is None else _bytes(self.workspace_bytes)
-        lines.append(f"  auto picks            {self.algorithm}: workspace {workspace} "
+        lines.append(f"  auto picks            {self.algorithm}: workspace {_bytes(self.workspace_bytes)} "
                      f"(limit {_bytes(self.workspace_limit)}), precision policy {self.precision!r}")
         if TUNER.enabled:
             lines.append("  (autotune is on: a measured choice may differ from the cost models')")
@@ -190,25 +190,15 @@ def _im2col_bytes(geom):
 
 
 def _conv_choice(geom):
-    """``(algorithm, workspace, candidates, winograd savings)``: the choice is :func:`select`'s;
-    the candidates repeat its filters to say why each algorithm is or is not in the running."""
+    """``(algorithm, workspace, candidates, winograd savings)``: the choice is :func:`select`'s,
+    the reasons :func:`auto_rejections`'s (the ones select goes by)."""
     chosen = select("conv", geom, "auto")
-    policy = get_precision()
-    supported = [alg for alg in REGISTRY.values() if alg.why_unsupported(geom) is None]
-    fast_allowed = any(not alg.reference and precision_allows(policy, alg.accuracy) for alg in supported)
     candidates = []
-    for alg in REGISTRY.values():
-        reason = alg.why_unsupported(geom)
-        if reason is not None:
-            candidates.append(Candidate(alg.name, None, None, f"unsupported: {reason}"))
-            continue
-        if not precision_allows(policy, alg.accuracy):
-            rejected = f"precision policy {policy!r} excludes its accuracy {alg.accuracy!r}"
-        elif alg.reference and fast_allowed:
-            rejected = "reference: auto uses it only when nothing else applies"
-        else:
-            rejected = None
-        candidates.append(Candidate(alg.name, alg.estimated_seconds(geom), alg.workspace_bytes(geom), rejected))
+    for name, rejected in auto_rejections(geom).items():
+        alg = REGISTRY[name]
+        modelled = alg.why_unsupported(geom) is None
+        candidates.append(Candidate(name, alg.estimated_seconds(geom) if modelled else None,
+                                    alg.workspace_bytes(geom) if modelled else None, rejected))
     candidates.sort(key=lambda c: (c.seconds is None, c.rejected is not None, c.seconds or 0.0))
     name = f"{chosen.name} ({chosen.pick(geom).name})" if isinstance(chosen, WinogradAuto) else chosen.name
     return name, chosen.workspace_bytes(geom), tuple(candidates), _winograd_savings(geom)
@@ -228,17 +218,17 @@ def _winograd_savings(geom):
 def _transposed_choice(geom):
     """The path ``auto`` takes (col2im, or sub-pixel stride-1 convolutions by their own ``auto``
     choices) and both paths' modelled times; the sub-pixel workspace is its largest phase's."""
-    phases = [_phase_geometry(geom, phase) for phase in _phase_grid(geom) if _reached(phase)]
+    phases = [phase_geometry(geom, phase) for phase in phase_grid(geom) if is_reached(phase)]
     chosen = [select("conv_transpose", g, "auto") for g in phases]
     subpixel_workspace = max((alg.workspace_bytes(g) for alg, g in zip(chosen, phases)), default=0)
     reason = why_col2im_unsupported(geom)
     candidates = (
         Candidate("col2im", None, None, f"unsupported: {reason}") if reason
-        else Candidate("col2im", col2im_seconds(geom), None, None),
-        Candidate("subpixel", _subpixel_seconds(geom, _phase_grid(geom)), subpixel_workspace, None),
+        else Candidate("col2im", col2im_seconds(geom), col2im_workspace_bytes(geom), None),
+        Candidate("subpixel", subpixel_seconds(geom, phase_grid(geom)), subpixel_workspace, None),
     )
     if auto_path(geom) == "col2im":
-        return "col2im", None, candidates, ()
+        return "col2im", col2im_workspace_bytes(geom), candidates, ()
     names = sorted({alg.name for alg in chosen})
     return f"subpixel ({len(phases)} phases: {', '.join(names)})", subpixel_workspace, candidates, ()
 
@@ -260,8 +250,6 @@ def _si(n):
 
 
 def _bytes(n):
-    if n is None:
-        return "-"
     for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if n >= scale:
             return f"{n / scale:.2f} {unit}"

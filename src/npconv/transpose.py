@@ -207,7 +207,7 @@ def _phases_1d(in_size, kernel, stride, dilation, lo, out_size):
     return phases
 
 
-def _phase_grid(geom):
+def phase_grid(geom):
     """Every combination of the spatial dims' phases, as tuples of :class:`_Phase1d`."""
     per_dim = [
         _phases_1d(i, k, s, d, lo, o)
@@ -217,7 +217,7 @@ def _phase_grid(geom):
     return list(itertools.product(*per_dim))
 
 
-def _phase_geometry(geom, phase):
+def phase_geometry(geom, phase):
     """The stride-1 :class:`ConvGeometry` of one reached phase."""
     return ConvGeometry(
         batch=geom.batch, in_channels=geom.in_channels, out_channels=geom.out_channels, groups=geom.groups,
@@ -228,16 +228,17 @@ def _phase_geometry(geom, phase):
     )
 
 
-def _reached(phase):
+def is_reached(phase):
+    """Whether some tap reaches this phase (else its outputs are just the bias)."""
     return all(p.taps is not None for p in phase)
 
 
-def _subpixel_seconds(geom, phases):
+def subpixel_seconds(geom, phases):
     """The cost models' time for the phases' convolutions, plus checking the cached sub-kernels
     (reading the weight and its snapshot) and copying the phases' outputs into place (one
     thread, reading and writing)."""
     convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g)
-                for g in (_phase_geometry(geom, phase) for phase in phases if _reached(phase)))
+                for g in (phase_geometry(geom, phase) for phase in phases if is_reached(phase)))
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
     copies = any(s > 1 for s in geom.stride) * 4 * math.prod(geom.out_shape) * geom.dtype.itemsize
     return convs + (2 * weight_bytes + copies) / COPY_BYTES_PER_SECOND
@@ -252,22 +253,22 @@ def auto_path(geom):
 @functools.lru_cache(maxsize=1024)
 def _auto_path(geom, threads, workspace_limit, precision):
     """:func:`auto_path`, remembered per geometry and the settings the cost models read (0.15 ms each)."""
-    if why_col2im_unsupported(geom) is None and col2im_seconds(geom) < _subpixel_seconds(geom, _phase_grid(geom)):
+    if why_col2im_unsupported(geom) is None and col2im_seconds(geom) < subpixel_seconds(geom, phase_grid(geom)):
         return "col2im"
     return "subpixel"
 
 
 def _subpixel(x, weight, bias, geom, algo):
     """The sub-pixel path: each phase's outputs from one stride-1 :func:`npconv.conv`."""
-    phases = _phase_grid(geom)
-    reached = [phase for phase in phases if _reached(phase)]
+    phases = phase_grid(geom)
+    reached = [phase for phase in phases if is_reached(phase)]
     kernels = iter(_sub_kernels(weight, geom, reached))
     if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
         return _phase_conv(x, next(kernels), bias, geom, phases[0], algo)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     for phase in phases:
         region = (slice(None), slice(None), *(slice(p.offset, None, s) for p, s in zip(phase, geom.stride)))
-        if _reached(phase):
+        if is_reached(phase):
             out[region] = _phase_conv(x, next(kernels), bias, geom, phase, algo)
         else:
             out[region] = 0 if bias is None else bias.reshape(-1, *(1,) * geom.rank)  # (C_out, 1, ...)

@@ -19,25 +19,39 @@ def algorithm_names():
     return tuple(REGISTRY)
 
 
+def auto_rejections(geom):
+    """``{name: reason}`` for every registered algorithm: why ``auto`` passes it over for ``geom``,
+    or None where it competes.  Competing: the supporting algorithms that the precision policy
+    allows (:func:`npconv.set_precision`); the reference algorithms only when no other one does."""
+    policy = get_precision()
+    reasons = {}
+    for alg in REGISTRY.values():
+        why = alg.why_unsupported(geom)
+        if why is not None:
+            reasons[alg.name] = f"unsupported: {why}"
+        elif not precision_allows(policy, alg.accuracy):
+            reasons[alg.name] = f"precision policy {policy!r} excludes its accuracy {alg.accuracy!r}"
+        else:
+            reasons[alg.name] = None
+    if any(reason is None and not REGISTRY[name].reference for name, reason in reasons.items()):
+        for name, reason in reasons.items():
+            if reason is None and REGISTRY[name].reference:
+                reasons[name] = "reference: auto uses it only when nothing else applies"
+    return reasons
+
+
 def select(op, geom, algo, trial=None):
     """The algorithm to run ``geom`` with: the named one (checked) or, for ``"auto"``, the best.
 
-    ``auto`` considers the supporting algorithms that the precision policy allows
-    (:func:`npconv.set_precision`), the reference algorithms only when no other supports
-    the geometry, and picks the cheapest by their cost models -- or, with
-    :func:`npconv.autotune` on and a ``trial(alg)`` that runs one on the call's data, the
-    fastest measured.
+    ``auto`` picks among the competing algorithms (:func:`auto_rejections`) the cheapest by
+    their cost models -- or, with :func:`npconv.autotune` on and a ``trial(alg)`` that runs
+    one on the call's data, the fastest measured.
     """
     if algo == "auto":
-        policy = get_precision()
-        supported = [
-            alg for alg in REGISTRY.values()
-            if precision_allows(policy, alg.accuracy) and alg.why_unsupported(geom) is None
-        ]
-        fast = [alg for alg in supported if not alg.reference] or supported
-        if TUNER.enabled and trial is not None and len(fast) > 1:
-            return REGISTRY[TUNER.choose(geom, fast, trial)]
-        return min(fast, key=lambda alg: alg.estimated_seconds(geom))
+        competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
+        if TUNER.enabled and trial is not None and len(competing) > 1:
+            return REGISTRY[TUNER.choose(geom, competing, trial)]
+        return min(competing, key=lambda alg: alg.estimated_seconds(geom))
     if algo not in REGISTRY:
         raise ValueError(f"{op}: unknown algo {algo!r}; choose 'auto' or one of {', '.join(map(repr, REGISTRY))}")
     alg = REGISTRY[algo]
@@ -45,4 +59,4 @@ def select(op, geom, algo, trial=None):
     return alg
 
 
-__all__ = ["Algorithm", "REGISTRY", "algorithm_names", "select"]
+__all__ = ["Algorithm", "REGISTRY", "algorithm_names", "auto_rejections", "select"]
