@@ -1,13 +1,15 @@
-"""depthwise and grouped specifics: which geometries they take; channel multipliers, odd strides."""
+"""depthwise and grouped specifics: which geometries they take; channel multipliers, odd strides, stride phases."""
 
 import numpy as np
 import pytest
+import torch
 
 import npconv
 from npconv.algorithms import REGISTRY, select
+from npconv.algorithms.depthwise import weight_gradient
 from npconv.geometry import conv_geometry
 
-from ..conftest import assert_matches_torch, random_conv_inputs
+from ..conftest import assert_matches_torch, random_conv_inputs, resolve_padding
 
 DEPTHWISE = REGISTRY["depthwise"]
 
@@ -63,3 +65,32 @@ def test_grouped_matches_torch(rng, groups, cin, cout, stride):
 def test_auto_prefers_depthwise_for_depthwise_layers():
     geom = geometry((1, 32, 56, 56), (32, 1, 3, 3), 32)
     assert select("test", geom, "auto").name == "depthwise"
+
+
+# Stride phases: strides above the kernel and dilation, inputs not a multiple of the stride,
+# asymmetric padding, ranks 1-3, multipliers and groups of several channels.
+PHASE_CASES = [
+    ((2, 3, 5), (6, 1, 3), dict(stride=3, padding=((0, 2),), groups=3)),
+    ((1, 2, 5, 7), (4, 1, 2, 2), dict(stride=(1, 3), dilation=2, padding=((1, 2), (2, 0)), groups=2)),
+    ((2, 4, 7, 6), (4, 2, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((1, 2, 2, 5), (4, 1, 3, 3), dict(stride=(2, 3), padding=((0, 2), (0, 0)), groups=2)),
+    ((1, 3, 5, 4, 6), (3, 1, 2, 3, 1), dict(stride=(2, 1, 4), dilation=(2, 1, 1), padding=1, groups=3)),
+    ((1, 2, 3, 3), (2, 1, 1, 1), dict(stride=4, groups=2)),  # taps reach one phase of sixteen
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, params", PHASE_CASES)
+def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_shape, params):
+    x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
+    algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
+    y = npconv.conv(x, w, algo=algo, **params)
+    assert_matches_torch(y, x, w, **params)
+    grad = rng.standard_normal(y.shape)
+    pairs = resolve_padding(params.get("padding", 0), x_shape[2:], w_shape[2:])
+    torch_params = {**params, "padding": 0}  # torch pads symmetrically only: pad explicitly
+    wt = torch.tensor(w, requires_grad=True)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[len(w_shape) - 3]
+    conv(torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs))), wt, **torch_params).backward(torch.tensor(grad))
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
