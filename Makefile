@@ -1,5 +1,6 @@
 # Quick start: `make demo` and `make test`; each creates or refreshes .venv itself.
-# `make demo` also writes checkerboard.png (the checkerboard study's outputs).
+# `make demo` also writes checkerboard.png (the checkerboard study's outputs) and digits.npz
+# (the weights `npconv train digits` learns).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 
 # The stamps re-install when pyproject.toml changes.
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/pip install --quiet -e ".[bench,train]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
@@ -23,6 +24,8 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/npconv info
 	$(BIN)/npconv bench --quick
 	$(BIN)/npconv demo checkerboard --out checkerboard.png
+	$(BIN)/npconv summary mobilenet_v2
+	$(BIN)/npconv train digits
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
@@ -31,4 +34,4 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/npconv bench
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis checkerboard.png digits.npz

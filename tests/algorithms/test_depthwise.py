@@ -94,3 +94,4 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
     geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
                             padding_mode="zeros", dtype=np.dtype(np.float64))
     np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+

@@ -23,6 +23,8 @@ last stages), at unit stride whatever the convolution's stride, and vectorise; t
 is the same shifts as dot products with the output gradient laid out like ``acc``.
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -193,7 +195,11 @@ class Depthwise(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        return 0
+        """Per busy thread, the kernel's buffers: one input plane in its stride phases and one
+        output plane laid out as ``acc`` (at most a phase's size)."""
+        phase = math.prod(_phase_shape(geom))
+        threads = min(get_num_threads(), geom.batch * geom.out_channels)
+        return threads * (math.prod(geom.stride) + 1) * phase * geom.dtype.itemsize
 
     def estimated_seconds(self, geom):
         return geom.macs / MACS_PER_SECOND
