@@ -13,6 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 from threadpoolctl import ThreadpoolController
 
+# Handing pieces to the pool's threads costs about 100 us a call on this VM (waking them and
+# waiting for them): work modelled below this many seconds runs on the calling thread alone.
+SPLIT_ABOVE_SECONDS = 300e-6
+
 _pool = None
 _pool_lock = threading.Lock()
 _blas = None
@@ -33,12 +37,14 @@ def split(count, parts):
     return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
 
 
-def run_pieces(work, pieces):
+def run_pieces(work, pieces, seconds=None):
     """Call ``work(piece)`` for every piece, one per thread of :func:`npconv.get_num_threads`.
 
-    BLAS is single-threaded while the pieces run (when there is more than one).
+    BLAS is single-threaded while the pieces run (when there is more than one).  ``seconds``,
+    the cost models' time for all the pieces: below :data:`SPLIT_ABOVE_SECONDS` they run one
+    after another on the calling thread instead.
     """
-    if len(pieces) <= 1:
+    if len(pieces) <= 1 or (seconds is not None and seconds < SPLIT_ABOVE_SECONDS):
         for piece in pieces:
             work(piece)
         return

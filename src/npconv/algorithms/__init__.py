@@ -1,7 +1,9 @@
 """The registry of convolution algorithms and the selector behind ``algo="auto"``."""
 
+import functools
+
 from ..autotuner import TUNER
-from ..config import get_precision, precision_allows
+from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
 from ..reference.direct import Direct
 from .base import Algorithm
 from .depthwise import Depthwise, GroupedDirect
@@ -40,6 +42,14 @@ def auto_rejections(geom):
     return reasons
 
 
+@functools.lru_cache(maxsize=4096)
+def _cheapest(geom, precision, threads, workspace_limit):
+    """The competing algorithm the cost models rank first, remembered per geometry and the
+    settings they read (ranking takes ~70 us, as long as a small convolution)."""
+    competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
+    return min(competing, key=lambda alg: alg.estimated_seconds(geom)).name
+
+
 def select(op, geom, algo, trial=None):
     """The algorithm to run ``geom`` with: the named one (checked) or, for ``"auto"``, the best.
 
@@ -48,10 +58,11 @@ def select(op, geom, algo, trial=None):
     one on the call's data, the fastest measured.
     """
     if algo == "auto":
-        competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
-        if TUNER.enabled and trial is not None and len(competing) > 1:
-            return REGISTRY[TUNER.choose(geom, competing, trial)]
-        return min(competing, key=lambda alg: alg.estimated_seconds(geom))
+        if TUNER.enabled and trial is not None:
+            competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
+            if len(competing) > 1:
+                return REGISTRY[TUNER.choose(geom, competing, trial)]
+        return REGISTRY[_cheapest(geom, get_precision(), get_num_threads(), get_workspace_limit())]
     if algo not in REGISTRY:
         raise ValueError(f"{op}: unknown algo {algo!r}; choose 'auto' or one of {', '.join(map(repr, REGISTRY))}")
     alg = REGISTRY[algo]

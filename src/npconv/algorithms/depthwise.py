@@ -38,7 +38,8 @@ MACS_PER_SECOND = 10e9
 
 def _phase_shape(geom):
     """``(Dq, Hq, Wq)``: one stride phase of the bordered plane, ``out + d*(k - 1) // s`` per dim."""
-    return as_3d([o + d * (k - 1) // s for o, k, s, d in zip(geom.out_size, geom.kernel, geom.stride, geom.dilation)], 1)
+    sizes = zip(geom.out_size, geom.kernel, geom.stride, geom.dilation)
+    return as_3d([o + d * (k - 1) // s for o, k, s, d in sizes], 1)
 
 
 @njit(cache=True, nogil=True)
@@ -213,7 +214,7 @@ class Depthwise(Algorithm):
         )
         params = _geometry_arguments(geom)
         planes = split(geom.batch * geom.out_channels, get_num_threads())
-        run_pieces(lambda span: flat_kernel(*arrays, *params, *span), planes)
+        run_pieces(lambda span: flat_kernel(*arrays, *params, *span), planes, seconds=self.estimated_seconds(geom))
 
 
 def _geometry_arguments(geom):
@@ -249,5 +250,5 @@ def weight_gradient(x, grad, geom):
     )
     params = _geometry_arguments(geom)
     run_pieces(lambda span: flat_weight_gradient_kernel(*arrays, *params, *span),
-               split(geom.out_channels, get_num_threads()))
+               split(geom.out_channels, get_num_threads()), seconds=geom.macs / MACS_PER_SECOND)
     return gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)

@@ -158,7 +158,7 @@ class Im2col(Algorithm):
                     products = np.matmul(w_groups, cols).reshape(groups, og, nb, pc)
                     out_groups[n0 : n0 + nb] = products.transpose(2, 0, 1, 3)
 
-        run_pieces(work, split(len(chunks), threads))
+        run_pieces(work, split(len(chunks), threads), seconds=self.estimated_seconds(geom))
 
 
 def weight_gradient(x, grad, geom):
@@ -197,5 +197,5 @@ def weight_gradient(x, grad, geom):
             g = grad_groups[n0 : n0 + nb, :, :, p0 : p0 + pc].transpose(1, 2, 0, 3).reshape(groups, og, nb * pc)
             partial[index] += np.matmul(g, cols.reshape(groups, cg * kvol, nb * pc).swapaxes(1, 2))  # (G, Og, Cg*K)
 
-    run_pieces(work, list(enumerate(spans)))
+    run_pieces(work, list(enumerate(spans)), seconds=Im2col().estimated_seconds(geom))
     return partial.sum(axis=0).reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel)

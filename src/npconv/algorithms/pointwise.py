@@ -60,10 +60,11 @@ class Pointwise(Algorithm):
     def run(self, x, weight, geom, out):
         w_groups = weight.reshape(geom.groups, geom.out_per_group, geom.in_per_group)  # (G, Og, Cg)
         out_groups = out.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
+        seconds = self.estimated_seconds(geom)
         for n0, src, pieces in self._chunks(x, geom):
             dst = out_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
             run_pieces(lambda piece: np.matmul(w_groups, src[piece[0], :, :, piece[1]],
-                                               out=dst[piece[0], :, :, piece[1]]), pieces)
+                                               out=dst[piece[0], :, :, piece[1]]), pieces, seconds=seconds)
 
     def weight_gradient(self, x, grad, geom):
         """The weight gradient (C_out, Cg, 1, ...): pointwise's backward, summed per thread::
@@ -72,6 +73,7 @@ class Pointwise(Algorithm):
         """
         grad_groups = grad.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
         partial = np.zeros((get_num_threads(), geom.groups, geom.out_per_group, geom.in_per_group), geom.dtype)
+        seconds = self.estimated_seconds(geom)
         for n0, src, pieces in self._chunks(x, geom):
             dy = grad_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
 
@@ -81,5 +83,5 @@ class Pointwise(Algorithm):
                                      src[images, :, :, positions].swapaxes(2, 3))  # (nb', G, P', Cg)
                 partial[index] += products.sum(axis=0)
 
-            run_pieces(work, list(enumerate(pieces)))
+            run_pieces(work, list(enumerate(pieces)), seconds=seconds)
         return partial.sum(axis=0).reshape(geom.out_channels, geom.in_per_group, *geom.kernel)

@@ -203,6 +203,7 @@ class Winograd(Algorithm):
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
         height, width = geom.in_size
         xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
+        seconds = self.estimated_seconds(geom)
         for n0 in range(0, geom.batch, images):
             nb = min(images, geom.batch - n0)
             # the chunk's images, channels-last, inside their zero border (N, Hp, Wp, C)
@@ -219,7 +220,7 @@ class Winograd(Algorithm):
                     np.matmul(v_block, u, out=m_block)
                     output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w)
 
-            run_pieces(work, split(nb * tiles_h * tiles_w, get_num_threads()))
+            run_pieces(work, split(nb * tiles_h * tiles_w, get_num_threads()), seconds=seconds)
 
 
 class WinogradAuto(Algorithm):

@@ -1,0 +1,31 @@
+"""run_pieces: every piece runs once; small work stays on the calling thread; BLAS limited while split."""
+
+import threading
+
+import pytest
+
+from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, split
+
+
+@pytest.mark.parametrize("count, parts", [(10, 3), (2, 5), (0, 2), (7, 1)])
+def test_split_covers_the_range_evenly(count, parts):
+    spans = split(count, parts)
+    assert [i for a, b in spans for i in range(a, b)] == list(range(count))
+    sizes = [b - a for a, b in spans]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("seconds, on_caller_only", [(SPLIT_ABOVE_SECONDS / 10, True), (None, False), (1.0, False)])
+def test_small_work_runs_on_the_calling_thread(seconds, on_caller_only):
+    done, threads = [], set()
+    barrier = threading.Barrier(2, timeout=10) if not on_caller_only else None
+
+    def work(piece):
+        threads.add(threading.get_ident())
+        if barrier is not None:
+            barrier.wait()  # both pieces at once: only possible on two threads
+        done.append(piece)
+
+    run_pieces(work, [(0, 1), (1, 2)], seconds=seconds)
+    assert sorted(done) == [(0, 1), (1, 2)]
+    assert (threads == {threading.get_ident()}) == on_caller_only
