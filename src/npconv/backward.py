@@ -4,7 +4,10 @@ The input gradient.  A convolution is linear in its input, and :func:`npconv.con
 is its adjoint (derived in :mod:`npconv.transpose`): the input gradient of a convolution is
 the transposed convolution of the output gradient with the same weight, and the input
 gradient of a transposed convolution is the convolution of the output gradient.  Both run
-on the fast paths of the forward ops.
+on the fast paths of the forward ops.  Where ``algo="auto"`` runs a convolution's forward on
+the depthwise/grouped direct kernel, its input gradient is that kernel's own adjoint
+(:func:`npconv.algorithms.depthwise.input_gradient`): one pass over the output gradient,
+where a strided transposed convolution would run one small convolution per phase.
 
 The weight gradient.  With ``xp`` the zero-padded input (one spatial dim, groups left out)::
 
@@ -19,8 +22,8 @@ Groups become the groups of that convolution: the batch of group ``G`` is stacke
 channels ``G*N .. G*N + N - 1``.  It is :func:`_correlate`, run by :func:`npconv.conv`
 (so on its fast algorithms, under the workspace cap).  For ranks 1-3 and ``algo="auto"``,
 :func:`conv_backward` instead takes the forward algorithms' backward passes: for 1x1
-kernels pointwise's (GEMMs on the input in place), for depthwise convolutions the direct kernel's (:func:`npconv.algorithms.depthwise.weight_gradient`, no
-scratch), else im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
+kernels pointwise's (GEMMs on the input in place), for depthwise convolutions the direct
+kernel's (:func:`npconv.algorithms.depthwise.weight_gradient`), else im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
 column chunks as the forward, multiplied by the output gradient) -- both far faster than
 the large-kernel convolution.  A transposed convolution scatters
 ``x[n, c, i]`` to ``i*s + t*d - lo``, so its weight gradient is the same correlation with
@@ -31,7 +34,8 @@ import dataclasses
 
 import numpy as np
 
-from .algorithms import REGISTRY
+from .algorithms import REGISTRY, select
+from .algorithms.depthwise import input_gradient as depthwise_input_gradient
 from .algorithms.depthwise import weight_gradient as depthwise_weight_gradient
 from .algorithms.im2col import weight_gradient as im2col_weight_gradient
 from .conv import conv, prepare
@@ -57,6 +61,9 @@ _DOC_RETURNS = """
             output shape, or an unknown entry in ``needs``.
 """
 
+
+# The direct kernels, whose input gradient conv_backward takes when auto runs the forward with one.
+_DIRECT_KERNELS = ("depthwise", "grouped")
 
 # The forward algorithms' own weight gradients, first supporting one wins; im2col takes ranks 1-3.
 _WEIGHT_GRADIENTS = (
@@ -85,7 +92,12 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
                                     grad_output=grad)
     grad = _check_grad_output(op, grad, geom.out_shape, compute)
     grad_input = grad_weight = None
-    if "input" in needs:
+    geom = dataclasses.replace(geom, dtype=np.dtype(compute))
+    if "input" in needs and algo == "auto" and select(op, geom, "auto").name in _DIRECT_KERNELS:
+        # the direct kernel's own backward: its adjoint, which reads the output gradient once
+        grad_input = depthwise_input_gradient(np.ascontiguousarray(grad, dtype=compute),
+                                              np.ascontiguousarray(w, dtype=compute), geom)
+    elif "input" in needs:
         # conv_transpose's output size (o - 1)*s - lo - hi + d*(k - 1) + output_padding + 1 must be the
         # (mode-padded) input size i.  The forward's o = floor((i + lo + hi - d*(k - 1) - 1) / s) + 1 leaves
         # the remainder output_padding = i + lo + hi - d*(k - 1) - 1 - (o - 1)*s in [0, s): the tail no
@@ -98,12 +110,12 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
         grad_input = conv_transpose(grad, w.astype(compute, copy=False), stride=geom.stride,
                                     padding=geom.padding, output_padding=output_padding, groups=geom.groups,
                                     dilation=geom.dilation, algo=algo)
+    if grad_input is not None:
         if mode_pad is not None:
             grad_input = pad_spatial_backward(grad_input, mode_pad, padding_mode)
         grad_input = grad_input.astype(result, copy=False)
     if "weight" in needs:
         if geom.rank <= 3 and algo == "auto":  # the forward algorithms' own backward passes
-            geom = dataclasses.replace(geom, dtype=np.dtype(compute))
             backward = next(gradient for name, gradient in _WEIGHT_GRADIENTS
                             if REGISTRY[name].why_unsupported(geom) is None)
             grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad, geom)

@@ -67,9 +67,10 @@ def _shifted(xp, offset, length):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load_plane(x, n, c, xq, stride, pad, phase):
-    """Copy x[n, c] (D, H, W) into the stride phases ``xq`` (see the module docstring); the
-    positions that fall in the padding are never written, so they keep their zeros."""
+def _move_plane(x, n, c, xq, stride, pad, phase, into_phases):
+    """Copy x[n, c] (D, H, W) into its stride phases ``xq`` (see the module docstring), or with
+    ``into_phases=False`` the phases back into x[n, c].  Positions in the padding are never
+    touched, so they keep their zeros (or are dropped)."""
     sd, sh, sw = stride[0], stride[1], stride[2]
     dq, hq, wq = phase[0], phase[1], phase[2]
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
@@ -83,14 +84,36 @@ def _load_plane(x, n, c, xq, stride, pad, phase):
                 h = sh * j + ah - pad[1]
                 if 0 <= h < in_h:
                     row = _shifted(xq, ((which * dq + i) * hq + j) * wq + first, last - first)
-                    _copy(x[n, c, d, h, sw * first + aw - pad[2] :: sw], row)
+                    columns = x[n, c, d, h, sw * first + aw - pad[2] :: sw][: last - first]
+                    if into_phases:
+                        _copy(columns, row)
+                    else:
+                        _copy(row, columns)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _copy(src, dst):
-    """dst[:] = src[:dst.size] as a loop: a slice assignment costs ~50 ns a call, a row of 7 values far less."""
+    """dst[:] = src[:] as a loop: a slice assignment costs ~50 ns a call, a row of 7 values far less."""
     for i in range(dst.size):
         dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_shifted(acc, src, starts, weights):
+    """acc[q] += sum_t weights[t] * src[starts[t] + q] for every q of acc, three offsets per pass."""
+    length, t = acc.size, 0
+    while t + 3 <= starts.size:
+        x0 = _shifted(src, starts[t], length)
+        x1 = _shifted(src, starts[t + 1], length)
+        x2 = _shifted(src, starts[t + 2], length)
+        w0, w1, w2 = weights[t], weights[t + 1], weights[t + 2]
+        for q in range(length):
+            acc[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q]
+        t += 3
+    for t in range(t, starts.size):
+        x0, w0 = _shifted(src, starts[t], length), weights[t]
+        for q in range(length):
+            acc[q] += w0 * x0[q]
 
 
 @njit(cache=True, nogil=True)
@@ -114,24 +137,41 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, first, last):
         for c in range(cg):
             channel = (o // (out_channels // groups)) * cg + c
             if n * channels + channel != loaded:  # channel multipliers reuse the plane
-                _load_plane(x, n, channel, xp, stride, pad, phase)
+                _move_plane(x, n, channel, xp, stride, pad, phase, True)
                 loaded = n * channels + channel
-            t = 0
-            while t + 3 <= taps:  # three offsets per pass over acc
-                x0 = _shifted(xp, offsets[t], length)
-                x1 = _shifted(xp, offsets[t + 1], length)
-                x2 = _shifted(xp, offsets[t + 2], length)
-                w0, w1, w2 = weights[o, c, t], weights[o, c, t + 1], weights[o, c, t + 2]
-                for q in range(length):
-                    acc[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q]
-                t += 3
-            for t in range(t, taps):
-                x0, w0 = _shifted(xp, offsets[t], length), weights[o, c, t]
-                for q in range(length):
-                    acc[q] += w0 * x0[q]
+            _add_shifted(acc, xp, offsets, weights[o, c])
         for od in range(out_d):
             for oh in range(out_h):
                 _copy(_shifted(acc, (od * hq + oh) * wq, out_w), out[n, o, od, oh])
+
+
+@njit(cache=True, nogil=True)
+def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase, first, last):
+    """Planes ``first .. last`` (of N * C) of gx (N, C, D, H, W), zero on entry: the input
+    gradient of :func:`flat_kernel`, its adjoint.  ``out[q] = sum_t w[t] * xq[q + offset(t)]``
+    gives ``gxq[r] = sum_t w[t] * g[r - offset(t)]``: the output gradient laid out like
+    ``acc`` behind a zero border as long as the largest offset, read through every offset into
+    the stride phases, which are then copied back into place (their borders dropped)."""
+    out_channels, out_d, out_h, out_w = grad.shape[1], grad.shape[2], grad.shape[3], grad.shape[4]
+    channels, cg = gx.shape[1], w.shape[1]
+    out_per_group = out_channels // groups
+    hq, wq = phase[1], phase[2]
+    offsets = _tap_offsets(w.shape[2:], stride, dilation, phase)
+    weights = w.reshape(out_channels, cg, offsets.size)
+    reach = offsets.max()
+    starts = reach - offsets  # gp[reach + q] holds g[q]
+    total = stride[0] * stride[1] * stride[2] * phase[0] * hq * wq
+    gp = np.zeros(reach + total, dtype=gx.dtype)
+    acc = np.empty(total, dtype=gx.dtype)
+    for plane in range(first, last):
+        n, c = plane // channels, plane % channels
+        acc[:] = 0
+        for o in range((c // cg) * out_per_group, (c // cg + 1) * out_per_group):
+            for od in range(out_d):
+                for oh in range(out_h):
+                    _copy(grad[n, o, od, oh], _shifted(gp, reach + (od * hq + oh) * wq, out_w))
+            _add_shifted(acc, gp, starts, weights[o, c % cg])
+        _move_plane(gx, n, c, acc, stride, pad, phase, False)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -156,7 +196,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
                 for oh in range(out_h):
                     _copy(grad[n, o, od, oh], _shifted(gp, (od * hq + oh) * wq, out_w))
             for c in range(cg):
-                _load_plane(x, n, (o // (out_channels // groups)) * cg + c, xp, stride, pad, phase)
+                _move_plane(x, n, (o // (out_channels // groups)) * cg + c, xp, stride, pad, phase, True)
                 t = 0
                 while t + 3 <= taps:  # three offsets per pass over gp; views as in flat_kernel
                     x0 = _shifted(xp, offsets[t], length)
@@ -252,3 +292,22 @@ def weight_gradient(x, grad, geom):
     run_pieces(lambda span: flat_weight_gradient_kernel(*arrays, *params, *span),
                split(geom.out_channels, get_num_threads()), seconds=geom.macs / MACS_PER_SECOND)
     return gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
+
+
+def input_gradient(grad, weight, geom):
+    """The input gradient (N, C_in, *in_size) of a depthwise or grouped ``geom`` (zero padding
+    cropped): the adjoint of the forward's kernel, input planes shared out among the threads.
+
+    ``grad`` (N, C_out, *out_size) and ``weight`` are C-contiguous arrays of ``geom.dtype``.
+    """
+    pad = 3 - geom.rank
+    gx = np.zeros((geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size), dtype=geom.dtype)
+    arrays = (
+        grad.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
+        weight.reshape(geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel),  # (C_out, Cg, KD, KH, KW)
+        gx,  # (N, C, D, H, W)
+    )
+    params = _geometry_arguments(geom)
+    run_pieces(lambda span: flat_input_gradient_kernel(*arrays, *params, *span),
+               split(geom.batch * geom.in_channels, get_num_threads()), seconds=geom.macs / MACS_PER_SECOND)
+    return gx.reshape(geom.batch, geom.in_channels, *geom.in_size)
