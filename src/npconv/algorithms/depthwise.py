@@ -246,21 +246,26 @@ class Depthwise(Algorithm):
         return geom.macs / MACS_PER_SECOND
 
     def run(self, x, weight, geom, out):
-        pad = 3 - geom.rank
-        arrays = (
-            x.reshape(geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size),  # (N, C, D, H, W)
-            weight.reshape(geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel),  # (C_out, Cg, KD, KH, KW)
-            out.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
-        )
-        params = _geometry_arguments(geom)
-        planes = split(geom.batch * geom.out_channels, get_num_threads())
-        run_pieces(lambda span: flat_kernel(*arrays, *params, *span), planes, seconds=self.estimated_seconds(geom))
+        inp, w, outp = _shapes_3d(geom)
+        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, geom.batch * geom.out_channels)
 
 
-def _geometry_arguments(geom):
-    """The kernels' ``groups, stride, dilation, pad, phase`` arguments, as 3-vectors."""
-    return (geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
-            _phase_shape(geom))
+def _shapes_3d(geom):
+    """The input (N, C, D, H, W), weight (C_out, Cg, KD, KH, KW) and output (N, C_out, OD, OH, OW)
+    shapes the kernels take, ranks 1 and 2 led by size-1 dims."""
+    lead = (1,) * (3 - geom.rank)
+    return ((geom.batch, geom.in_channels, *lead, *geom.in_size),
+            (geom.out_channels, geom.in_per_group, *lead, *geom.kernel),
+            (geom.batch, geom.out_channels, *lead, *geom.out_size))
+
+
+def _run(kernel, arrays, geom, count):
+    """``kernel(*arrays, groups, stride, dilation, pad, phase, first, last)`` over ``count`` planes
+    (or channels), shared out among the threads."""
+    params = (geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
+              _phase_shape(geom))
+    run_pieces(lambda span: kernel(*arrays, *params, *span), split(count, get_num_threads()),
+               seconds=geom.macs / MACS_PER_SECOND)
 
 
 class GroupedDirect(Depthwise):
@@ -281,16 +286,9 @@ class GroupedDirect(Depthwise):
 def weight_gradient(x, grad, geom):
     """The weight gradient (C_out, Cg, *kernel) of a depthwise or grouped ``geom``: the
     backward of the forward's kernel, output channels shared out among the threads."""
-    pad = 3 - geom.rank
-    gw = np.empty((geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel), dtype=geom.dtype)
-    arrays = (
-        x.reshape(geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size),  # (N, C, D, H, W)
-        grad.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
-        gw,  # (C_out, Cg, KD, KH, KW)
-    )
-    params = _geometry_arguments(geom)
-    run_pieces(lambda span: flat_weight_gradient_kernel(*arrays, *params, *span),
-               split(geom.out_channels, get_num_threads()), seconds=geom.macs / MACS_PER_SECOND)
+    inp, w, outp = _shapes_3d(geom)
+    gw = np.empty(w, dtype=geom.dtype)
+    _run(flat_weight_gradient_kernel, (x.reshape(inp), grad.reshape(outp), gw), geom, geom.out_channels)
     return gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
 
 
@@ -300,14 +298,7 @@ def input_gradient(grad, weight, geom):
 
     ``grad`` (N, C_out, *out_size) and ``weight`` are C-contiguous arrays of ``geom.dtype``.
     """
-    pad = 3 - geom.rank
-    gx = np.zeros((geom.batch, geom.in_channels, *(1,) * pad, *geom.in_size), dtype=geom.dtype)
-    arrays = (
-        grad.reshape(geom.batch, geom.out_channels, *(1,) * pad, *geom.out_size),  # (N, C_out, OD, OH, OW)
-        weight.reshape(geom.out_channels, geom.in_per_group, *(1,) * pad, *geom.kernel),  # (C_out, Cg, KD, KH, KW)
-        gx,  # (N, C, D, H, W)
-    )
-    params = _geometry_arguments(geom)
-    run_pieces(lambda span: flat_input_gradient_kernel(*arrays, *params, *span),
-               split(geom.batch * geom.in_channels, get_num_threads()), seconds=geom.macs / MACS_PER_SECOND)
+    inp, w, outp = _shapes_3d(geom)
+    gx = np.zeros(inp, dtype=geom.dtype)
+    _run(flat_input_gradient_kernel, (grad.reshape(outp), weight.reshape(w), gx), geom, geom.batch * geom.in_channels)
     return gx.reshape(geom.batch, geom.in_channels, *geom.in_size)
