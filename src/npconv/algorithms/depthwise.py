@@ -26,7 +26,7 @@ is the same shifts as dot products with the output gradient laid out like ``acc`
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from ..config import get_num_threads
 from ..parallel import run_pieces, split
@@ -70,25 +70,30 @@ def _shifted(xp, offset, length):
 def _move_plane(x, n, c, xq, stride, pad, phase, into_phases):
     """Copy x[n, c] (D, H, W) into its stride phases ``xq`` (see the module docstring), or with
     ``into_phases=False`` the phases back into x[n, c].  Positions in the padding are never
-    touched, so they keep their zeros (or are dropped)."""
+    touched, so they keep their zeros (or are dropped).  Flat unsigned indices, no views: a
+    view per row cost more than a 7x7 plane's arithmetic."""
     sd, sh, sw = stride[0], stride[1], stride[2]
     dq, hq, wq = phase[0], phase[1], phase[2]
     in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    flat = x.reshape(x.size)
+    plane = (n * x.shape[1] + c) * in_d * in_h * in_w
     for which in range(sd * sh * sw):
         ad, ah, aw = which // (sh * sw), (which // sw) % sh, which % sw
         first = max(0, -((aw - pad[2]) // sw))  # columns l with 0 <= sw*l + aw - pad < in_w
-        last = max(first, min(wq, (in_w - 1 - aw + pad[2]) // sw + 1))
+        count = max(0, min(wq, (in_w - 1 - aw + pad[2]) // sw + 1) - first)
         for i in range(dq):
             d = sd * i + ad - pad[0]
             for j in range(hq if 0 <= d < in_d else 0):
                 h = sh * j + ah - pad[1]
                 if 0 <= h < in_h:
-                    row = _shifted(xq, ((which * dq + i) * hq + j) * wq + first, last - first)
-                    columns = x[n, c, d, h, sw * first + aw - pad[2] :: sw][: last - first]
+                    src = uint64(plane + (d * in_h + h) * in_w + sw * first + aw - pad[2])
+                    dst = uint64(((which * dq + i) * hq + j) * wq + first)
                     if into_phases:
-                        _copy(columns, row)
+                        for l in range(count):
+                            xq[dst + uint64(l)] = flat[src + uint64(sw * l)]
                     else:
-                        _copy(row, columns)
+                        for l in range(count):
+                            flat[src + uint64(sw * l)] = xq[dst + uint64(l)]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -133,7 +138,8 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, first, last):
     loaded = -1
     for plane in range(first, last):
         n, o = plane // out_channels, plane % out_channels
-        acc[:] = 0
+        for q in range(length):  # a loop, as _copy's
+            acc[q] = 0
         for c in range(cg):
             channel = (o // (out_channels // groups)) * cg + c
             if n * channels + channel != loaded:  # channel multipliers reuse the plane
