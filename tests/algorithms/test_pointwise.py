@@ -1,10 +1,12 @@
-"""pointwise specifics: which geometries it takes, and that stride 1 needs no workspace."""
+"""pointwise specifics: which geometries it takes, its workspace, images side by side."""
 
 import numpy as np
 import pytest
+import torch
 
 import npconv
 from npconv.algorithms import REGISTRY
+from npconv.algorithms.pointwise import stacks
 from npconv.geometry import conv_geometry
 
 from ..conftest import assert_matches_torch, random_conv_inputs
@@ -42,3 +44,24 @@ def test_matches_torch_when_chunked_over_images(rng, workspace_limit, stride, gr
     x, w, b = random_conv_inputs(rng, (5, 4, 7, 9), (6, 4 // groups, 1, 1), dtype=np.float32)
     y = npconv.conv2d(x, w, b, stride=stride, groups=groups, algo="pointwise")
     assert_matches_torch(y, x, w, b, stride=stride, groups=groups)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups, stride, limit", [
+    ((20, 256, 5, 5), (256, 256, 1, 1), 1, 1, None),  # pieces of 10 images: stacks of 8 and 2
+    ((4, 512, 3, 3), (512, 256, 1, 1), 2, 1, None),
+    ((3, 256, 9, 7), (256, 256, 1, 1), 1, 2, 1),  # one image per chunk: pieces split positions
+])
+def test_images_side_by_side_match_torch(rng, workspace_limit, x_shape, w_shape, groups, stride, limit):
+    if limit is not None:
+        npconv.set_workspace_limit(limit)
+    x, w, b = random_conv_inputs(rng, x_shape, w_shape)
+    geom, _ = conv_geometry("test", x.shape, w.shape, None, stride=stride, padding=0, dilation=1, groups=groups,
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    assert stacks(geom)
+    y = npconv.conv2d(x, w, b, stride=stride, groups=groups, algo="pointwise")
+    assert_matches_torch(y, x, w, b, stride=stride, groups=groups)
+    grad = rng.standard_normal(y.shape)
+    gw = POINTWISE.weight_gradient(np.ascontiguousarray(x), grad, geom)
+    wt = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), wt, stride=stride, groups=groups).backward(torch.tensor(grad))
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-10, atol=1e-10)
