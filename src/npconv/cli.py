@@ -156,7 +156,8 @@ def _train(args):
     from npconv.train import train_digits
 
     try:
-        train_digits(epochs=args.epochs, seed=args.seed, out=args.out, progress=not args.no_progress)
+        train_digits(epochs=args.epochs, seed=args.seed, out=args.out,
+                     progress=not args.no_progress and sys.stderr.isatty())
     except ImportError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -209,7 +210,8 @@ def build_parser():
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--seed", type=int, default=0, help="the split, initial weights and batch order")
     t.add_argument("--out", default="digits.npz", help="where to save the trained weights (default digits.npz)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (drawn only when stderr is a terminal)")
     t.set_defaults(func=_train)
     return parser
 
