@@ -21,10 +21,12 @@ once cropped to the kernel size (``k' >= k``, the forward's unread tail adding a
 Groups become the groups of that convolution: the batch of group ``G`` is stacked into
 channels ``G*N .. G*N + N - 1``.  It is :func:`_correlate`, run by :func:`npconv.conv`
 (so on its fast algorithms, under the workspace cap).  For ranks 1-3 and ``algo="auto"``,
-:func:`conv_backward` instead takes the forward algorithms' backward passes: for 1x1
-kernels pointwise's (GEMMs on the input in place), for depthwise convolutions the direct
-kernel's (:func:`npconv.algorithms.depthwise.weight_gradient`), else im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
-column chunks as the forward, multiplied by the output gradient) -- both far faster than
+:func:`conv_backward` instead takes the backward pass of the algorithm ``auto`` runs the
+forward with (``Algorithm.weight_gradient``) where its cost model finds it no dearer than
+im2col's: Winograd's for 3x3 stride-1 layers with many tiles (the GEMMs over tiles of its
+transform domain), pointwise's for 1x1 kernels (GEMMs on the input in place), the direct
+kernel's for depthwise and grouped ones; otherwise im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
+column chunks as the forward, multiplied by the output gradient) -- all far faster than
 the large-kernel convolution.  A transposed convolution scatters
 ``x[n, c, i]`` to ``i*s + t*d - lo``, so its weight gradient is the same correlation with
 the roles of input and output gradient swapped.
@@ -36,8 +38,6 @@ import numpy as np
 
 from .algorithms import REGISTRY, select
 from .algorithms.depthwise import input_gradient as depthwise_input_gradient
-from .algorithms.depthwise import weight_gradient as depthwise_weight_gradient
-from .algorithms.im2col import weight_gradient as im2col_weight_gradient
 from .conv import conv, prepare
 from .dtypes import as_array, result_dtypes
 from .geometry import conv_transpose_geometry
@@ -65,13 +65,6 @@ _DOC_RETURNS = """
 # The direct kernels, whose input gradient conv_backward takes when auto runs the forward with one.
 _DIRECT_KERNELS = ("depthwise", "grouped")
 
-# The forward algorithms' own weight gradients, first supporting one wins; im2col takes ranks 1-3.
-_WEIGHT_GRADIENTS = (
-    ("pointwise", REGISTRY["pointwise"].weight_gradient),
-    ("depthwise", depthwise_weight_gradient),
-    ("im2col", im2col_weight_gradient),
-)
-
 
 def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dilation=1, groups=1,
                   padding_mode="zeros", algo="auto", needs=NEEDS):
@@ -95,8 +88,7 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
     geom = dataclasses.replace(geom, dtype=np.dtype(compute))
     if "input" in needs and algo == "auto" and select(op, geom, "auto").name in _DIRECT_KERNELS:
         # the direct kernel's own backward: its adjoint, which reads the output gradient once
-        grad_input = depthwise_input_gradient(np.ascontiguousarray(grad, dtype=compute),
-                                              np.ascontiguousarray(w, dtype=compute), geom)
+        grad_input = depthwise_input_gradient(grad, np.ascontiguousarray(w, dtype=compute), geom)
     elif "input" in needs:
         # conv_transpose's output size (o - 1)*s - lo - hi + d*(k - 1) + output_padding + 1 must be the
         # (mode-padded) input size i.  The forward's o = floor((i + lo + hi - d*(k - 1) - 1) / s) + 1 leaves
@@ -115,9 +107,9 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
             grad_input = pad_spatial_backward(grad_input, mode_pad, padding_mode)
         grad_input = grad_input.astype(result, copy=False)
     if "weight" in needs:
-        if geom.rank <= 3 and algo == "auto":  # the forward algorithms' own backward passes
-            backward = next(gradient for name, gradient in _WEIGHT_GRADIENTS
-                            if REGISTRY[name].why_unsupported(geom) is None)
+        if geom.rank <= 3 and algo == "auto":  # auto's forward algorithm's own backward, or im2col's
+            owners = [alg for alg in (select(op, geom, "auto"), REGISTRY["im2col"]) if alg.weight_gradient]
+            backward = min(owners, key=lambda alg: alg.weight_gradient_seconds(geom)).weight_gradient
             grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad, geom)
         else:
             grad_weight = _correlate(xp.astype(compute, copy=False), grad, geom.stride, geom.dilation, geom.padding,

@@ -1,10 +1,11 @@
 """winograd specifics: each F(m, 3) against torch, tiling edges, chunking, the weight cache,
-the precision policy."""
+the precision policy, the weight gradient."""
 
 import threading
 
 import numpy as np
 import pytest
+import torch
 
 import npconv
 from npconv.algorithms import REGISTRY, select, winograd
@@ -172,3 +173,65 @@ def test_precision_policy_bounds_what_auto_picks(precision, monkeypatch):
 def test_set_precision_rejects_unknown_policies(precision):
     with pytest.raises(ValueError, match=r"set_precision: policy must be one of 'highest', 'high', 'medium', got 'low'"):
         npconv.set_precision("low")
+
+
+def torch_weight_gradient(x, w, grad, pairs, groups):
+    """dL/dw of the convolution of ``x`` padded by ``pairs`` (explicitly: torch pads symmetrically)."""
+    wt = torch.tensor(w, requires_grad=True)
+    xp = torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs)))
+    torch.nn.functional.conv2d(xp, wt, groups=groups).backward(torch.tensor(grad))
+    return wt.grad.numpy()
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4", "winograd6"])
+@pytest.mark.parametrize("x_shape, w_shape, groups, pairs", [
+    ((2, 3, 9, 11), (4, 3, 3, 3), 1, ((1, 1), (1, 1))),  # output not a multiple of any m
+    ((1, 6, 8, 8), (9, 2, 3, 3), 3, ((0, 2), (1, 1))),  # groups, C_in != C_out, asymmetric padding
+    ((3, 8, 3, 5), (8, 8, 3, 3), 1, ((0, 0), (0, 0))),  # fewer outputs than one tile
+])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_weight_gradient_matches_torch(rng, workspace_limit, monkeypatch, algo, x_shape, w_shape, groups, pairs,
+                                       chunked):
+    if chunked:
+        npconv.set_workspace_limit(1)  # one image per chunk
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one tile per block
+    x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, stride=1, padding=pairs, dilation=1, groups=groups,
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    grad = rng.standard_normal(geom.out_shape)
+    expected = torch_weight_gradient(x, w, grad, pairs, groups)
+    np.testing.assert_allclose(REGISTRY[algo].weight_gradient(x, grad, geom), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4", "winograd6"])
+def test_weight_gradient_float32_error_is_the_forwards(rng, algo):
+    x, w, _ = random_conv_inputs(rng, (2, 32, 20, 20), (32, 32, 3, 3), bias=False, dtype=np.float32)
+    geom, _ = conv_geometry("test", x.shape, w.shape, None, stride=1, padding=((1, 1), (1, 1)), dilation=1, groups=1,
+                            padding_mode="zeros", dtype=np.dtype(np.float32))
+    grad = rng.standard_normal(geom.out_shape).astype(np.float32)
+    expected = torch_weight_gradient(*(a.astype(np.float64) for a in (x, w, grad)), ((1, 1), (1, 1)), 1)
+    error = np.abs(REGISTRY[algo].weight_gradient(x, grad, geom) - expected).max() / np.abs(expected).max()
+    assert error < FLOAT32_BOUND[algo]
+
+
+@pytest.mark.parametrize("modelled, winograds", [(0.0, True), (float("inf"), False)])
+def test_conv_backward_takes_winograds_weight_gradient_where_its_model_says(rng, monkeypatch, precision, modelled,
+                                                                             winograds):
+    """Where auto runs the forward on Winograd, the weight gradient is Winograd's when its cost
+    model finds it no dearer than im2col's, else im2col's; never under the "highest" policy."""
+    x, w, _ = random_conv_inputs(rng, (2, 16, 12, 12), (16, 16, 3, 3), bias=False, dtype=np.float32)
+    assert select("test", geometry(x.shape, w.shape), "auto").name == "winograd"
+    calls = []
+    original = winograd.Winograd.weight_gradient
+    monkeypatch.setattr(winograd.Winograd, "weight_gradient",
+                        lambda self, *args: calls.append(self.name) or original(self, *args))
+    monkeypatch.setattr(winograd.Winograd, "weight_gradient_seconds", lambda self, geom: modelled)
+    grad = rng.standard_normal(x.shape).astype(np.float32)
+    _, grad_weight, _ = npconv.conv_backward(grad, x, w, padding=1, needs="weight")
+    assert bool(calls) == winograds
+    expected = torch_weight_gradient(*(a.astype(np.float64) for a in (x, w, grad)), ((1, 1), (1, 1)), 1)
+    assert np.abs(grad_weight - expected).max() / np.abs(expected).max() < FLOAT32_BOUND["winograd4"]
+    precision("highest")  # no Winograd forward, so no Winograd gradient
+    calls.clear()
+    npconv.conv_backward(grad, x, w, padding=1, needs="weight")
+    assert calls == []

@@ -43,7 +43,10 @@ class Algorithm:
     """One way of computing a convolution.
 
     Subclasses set ``name`` and implement :meth:`why_unsupported`, :meth:`workspace_bytes`,
-    :meth:`estimated_seconds` (the cost model ``auto`` ranks by) and :meth:`run`.
+    :meth:`estimated_seconds` (the cost model ``auto`` ranks by) and :meth:`run`; those with
+    a backward of their own define ``weight_gradient(x, grad, geom)`` (None otherwise), which
+    :func:`npconv.conv_backward` takes when ``auto`` runs the forward with them and
+    :meth:`weight_gradient_seconds` finds it no dearer than im2col's.
     ``reference`` algorithms are exact but slow; ``auto`` picks them only when nothing
     else supports the geometry.  ``accuracy`` is the loosest precision policy an algorithm
     needs (:func:`npconv.set_precision`): ``"highest"`` for methods exact up to rounding.
@@ -52,6 +55,7 @@ class Algorithm:
     name = None
     reference = False
     accuracy = "highest"
+    weight_gradient = None
 
     def why_unsupported(self, geom):
         """``None`` when this algorithm can compute ``geom``; otherwise the reason, in words."""
@@ -64,6 +68,10 @@ class Algorithm:
     def estimated_seconds(self, geom):
         """A rough run time for ``geom`` on this machine; only its ranking matters."""
         raise NotImplementedError
+
+    def weight_gradient_seconds(self, geom):
+        """A rough run time of ``weight_gradient`` for ``geom``: by default the forward's."""
+        return self.estimated_seconds(geom)
 
     def run(self, x, weight, geom, out):
         """Write the bias-free convolution of ``x`` with ``weight`` into every element of ``out``.

@@ -255,6 +255,10 @@ class Depthwise(Algorithm):
         inp, w, outp = _shapes_3d(geom)
         _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, geom.batch * geom.out_channels)
 
+    def weight_gradient(self, x, grad, geom):
+        """The direct kernel's backward: :func:`weight_gradient`."""
+        return weight_gradient(x, grad, geom)
+
 
 def _shapes_3d(geom):
     """The input (N, C, D, H, W), weight (C_out, Cg, KD, KH, KW) and output (N, C_out, OD, OH, OW)

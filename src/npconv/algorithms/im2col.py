@@ -160,6 +160,10 @@ class Im2col(Algorithm):
 
         run_pieces(work, split(len(chunks), threads), seconds=self.estimated_seconds(geom))
 
+    def weight_gradient(self, x, grad, geom):
+        """im2col's backward: :func:`weight_gradient`."""
+        return weight_gradient(x, grad, geom)
+
 
 def weight_gradient(x, grad, geom):
     """The weight gradient (C_out, Cg, *kernel) of the convolution ``geom``: im2col's backward.
