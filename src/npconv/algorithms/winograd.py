@@ -37,9 +37,6 @@ BLOCK_BYTES = 4 * 2**20
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
 SECONDS_PER_MATMUL = 20e-9
-# The weight gradient's sums of products in the transform domain, per byte of products: both
-# threads streaming them through memory at once (fitted to ResNet-50's 3x3 layers at batch 8).
-PRODUCTS_BYTES_PER_SECOND = 1e9
 # The transforms' cost per group, tile and transform row on one core: they loop over each
 # group's channels, so with few channels per group (ResNeXt's 4 or 8) this dominates
 # (fitted to 8x256x28x28 layers with 4 to 64 groups).
@@ -64,8 +61,8 @@ def combine(dst, dst0, coefs, src, src0, step, length):
 
 
 @njit(cache=True, nogil=True)
-def input_transform(xp, bt, v, t0, tiles_h, tiles_w, m):
-    """V[p, g, t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + v.shape[2] of the padded chunk.
+def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
+    """V[p, g, first + t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + count of the padded chunk.
 
     xp: (nb, Hp, Wp, C) channels-last zero-padded images; bt: (n, k), read on the k x k
     patches ``d`` at every m-th row and column; v: (n*n, G, T, Cg).  Vectorised over channels.
@@ -73,7 +70,7 @@ def input_transform(xp, bt, v, t0, tiles_h, tiles_w, m):
     """
     n, patch = bt.shape
     channels = xp.shape[3]
-    groups, count, cg = v.shape[1], v.shape[2], v.shape[3]
+    groups, places, cg = v.shape[1], v.shape[2], v.shape[3]
     row, plane = xp.shape[2] * channels, xp.shape[1] * xp.shape[2] * channels
     src, dst = xp.ravel(), v.ravel()
     tmp = np.empty(n * patch * channels, dtype=xp.dtype)  # (BT d)[a, q, c]
@@ -89,7 +86,7 @@ def input_transform(xp, bt, v, t0, tiles_h, tiles_w, m):
             for p in range(n):
                 combine(acc, 0, bt[p], tmp, a * patch * channels, channels, channels)
                 for g in range(groups):
-                    out0 = (((a * n + p) * groups + g) * count + tb) * cg
+                    out0 = (((a * n + p) * groups + g) * places + first + tb) * cg
                     for c in range(cg):
                         dst[uint64(out0 + c)] = acc[uint64(g * cg + c)]
 
@@ -220,23 +217,29 @@ class Winograd(Algorithm):
                     count = min(block, span[1] - t0)
                     v_block = v[: n * n * groups * count * cg].reshape(n * n, groups, count, cg)  # (n^2, G, T, Cg)
                     m_block = mm[: n * n * groups * count * og].reshape(n * n, groups, count, og)  # (n^2, G, T, Og)
-                    input_transform(xp, bt, v_block, t0, tiles_h, tiles_w, m)
+                    input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, m)
                     np.matmul(v_block, u, out=m_block)
                     output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w)
 
             run_pieces(work, split(nb * tiles_h * tiles_w, get_num_threads()), seconds=seconds)
 
 
+    def _gradient_images(self, geom):
+        """Images per chunk of :meth:`weight_gradient`: their transformed input and output
+        gradient (``n^2 (C_in + C_out)`` values per tile) within :func:`.base.scratch_limit`."""
+        n, tiles = self.m + 2, math.prod(_tiles(geom, self.m))
+        image_bytes = tiles * n * n * (geom.in_channels + geom.out_channels) * geom.dtype.itemsize
+        return max(1, min(geom.batch, scratch_limit(geom) // image_bytes))
+
     def weight_gradient_seconds(self, geom):
-        """The forward's cost, plus adding each tile block's ``(n^2, C_out, Cg)`` products into
-        the thread's sum of them: far more than the weight when blocks are few tiles of many
-        channels (ResNet-50's 14x14 and 7x7 layers), and slow (PRODUCTS_BYTES_PER_SECOND)."""
-        n, threads = self.m + 2, get_num_threads()
-        _, block = self._plan(geom)
-        per_thread = -(-geom.batch * math.prod(_tiles(geom, self.m)) // threads)
-        blocks = threads * -(-per_thread // block)
-        products = blocks * n * n * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
-        return self.estimated_seconds(geom) + products / PRODUCTS_BYTES_PER_SECOND
+        """Twice the forward's cost (it transforms two tensors tile by tile and runs the same
+        GEMM flops with the tiles as their inner dim: measured about twice the forward on
+        ResNet-50's 3x3 layers at batch 8), plus adding each chunk's ``(n^2, C_out, Cg)``
+        products into the sum: far more than the weight when chunks are few tiles of many
+        channels.  At batch 1 it ran up to 1.7x slower than this predicts."""
+        n, chunks = self.m + 2, -(-geom.batch // self._gradient_images(geom))
+        products = n * n * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
+        return 2 * self.estimated_seconds(geom) + 3 * chunks * products / COPY_BYTES_PER_SECOND
 
     def weight_gradient(self, x, grad, geom):
         """The weight gradient (C_out, Cg, 3, 3): the adjoint of the forward's map from U.
@@ -245,7 +248,9 @@ class Winograd(Algorithm):
         ``dL/dU = sum_tiles (AT^T dY AT) . V`` -- per transform point a GEMM over the tiles,
         ``Z[p] (Og, Cg) = M'[p]^T (Og, T) @ V[p] (T, Cg)`` per group -- and ``dL/dw = G^T Z G``.
         The output-gradient tiles (m x m, zero past the output's edge) are transformed by the
-        input transform's kernel with ``AT^T`` (n x m); tiles, blocks and chunks as the forward's.
+        input transform's kernel with ``AT^T`` (n x m).  Per chunk of images the threads first
+        share the tiles' transforms, then the transform points' GEMMs (each over all the
+        chunk's tiles, so no thread keeps a sum of its own).
         ``x`` (N, C_in, H, W) and ``grad`` (N, C_out, OH, OW): C-contiguous, ``geom.dtype``.
         """
         m, n = self.m, self.m + 2
@@ -253,38 +258,39 @@ class Winograd(Algorithm):
         a_mat, bt = (np.ascontiguousarray(mat.astype(geom.dtype)) for mat in (at.T, bt))
         (top, _), (left, _) = geom.padding
         tiles_h, tiles_w = _tiles(geom, m)
-        images, block = self._plan(geom)
+        images = self._gradient_images(geom)
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
         (height, width), (out_h, out_w) = geom.in_size, geom.out_size
         xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
         gp = np.zeros((images, tiles_h * m, tiles_w * m, geom.out_channels), dtype=geom.dtype)
-        threads = get_num_threads()
-        partial = np.zeros((threads, n * n, groups, og, cg), dtype=geom.dtype)  # dL/dU per thread
-        seconds = self.estimated_seconds(geom)
+        v = np.empty((n * n, groups, images * tiles_h * tiles_w, cg), dtype=geom.dtype)  # (n^2, G, T, Cg)
+        mg = np.empty((n * n, groups, images * tiles_h * tiles_w, og), dtype=geom.dtype)  # (n^2, G, T, Og)
+        z = np.empty((n * n, groups, og, cg), dtype=geom.dtype)  # dL/dU
+        products = np.empty_like(z) if images < geom.batch else None  # later chunks' GEMMs, then added
+        threads, seconds = get_num_threads(), self.weight_gradient_seconds(geom)
         for n0 in range(0, geom.batch, images):
             nb = min(images, geom.batch - n0)
+            tiles = nb * tiles_h * tiles_w
             # the chunk's images and output gradients, channels-last, in their zero borders
             xp[:nb, top : top + height, left : left + width] = x[n0 : n0 + nb].transpose(0, 2, 3, 1)
             gp[:nb, :out_h, :out_w] = grad[n0 : n0 + nb].transpose(0, 2, 3, 1)
 
-            def work(piece):
-                index, span = piece
-                v = np.empty(n * n * groups * block * cg, dtype=geom.dtype)
-                mg = np.empty(n * n * groups * block * og, dtype=geom.dtype)
-                # allocated once: large temporaries made anew in both threads cost more than the GEMMs
-                products = np.empty((n * n, groups, og, cg), dtype=geom.dtype)
-                for t0 in range(span[0], span[1], block):
-                    count = min(block, span[1] - t0)
-                    v_block = v[: n * n * groups * count * cg].reshape(n * n, groups, count, cg)  # (n^2, G, T, Cg)
-                    g_block = mg[: n * n * groups * count * og].reshape(n * n, groups, count, og)  # (n^2, G, T, Og)
-                    input_transform(xp, bt, v_block, t0, tiles_h, tiles_w, m)
-                    input_transform(gp, a_mat, g_block, t0, tiles_h, tiles_w, m)
-                    partial[index] += np.matmul(g_block.swapaxes(2, 3), v_block, out=products)  # (n^2, G, Og, Cg)
+            def transform(span):
+                count = span[1] - span[0]
+                input_transform(xp, bt, v, span[0], count, span[0], tiles_h, tiles_w, m)
+                input_transform(gp, a_mat, mg, span[0], count, span[0], tiles_h, tiles_w, m)
 
-            run_pieces(work, list(enumerate(split(nb * tiles_h * tiles_w, threads))), seconds=seconds)
-        z = partial.sum(axis=0).reshape(n, -1)  # (n, n * C_out * Cg)
+            def multiply(span, tiles=tiles, first=n0 == 0):
+                points = slice(*span)
+                target = z[points] if first else products[points]  # (p, G, Og, Cg)
+                np.matmul(mg[points, :, :tiles].swapaxes(2, 3), v[points, :, :tiles], out=target)
+                if not first:
+                    z[points] += target
+
+            run_pieces(transform, split(tiles, threads), seconds=seconds)
+            run_pieces(multiply, split(n * n, threads), seconds=seconds)
         g_t = np.ascontiguousarray(g_mat.T.astype(geom.dtype))  # (3, n)
-        gz = (g_t @ z).reshape(3, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, rows and columns swapped
+        gz = (g_t @ z.reshape(n, -1)).reshape(3, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, axes swapped
         gw = (g_t @ gz).reshape(3, 3, geom.out_channels, cg)  # (G^T Z G)^T: (j, i, C_out, Cg)
         return np.ascontiguousarray(gw.transpose(2, 3, 1, 0))  # (C_out, Cg, 3, 3)
 
