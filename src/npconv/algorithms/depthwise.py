@@ -20,7 +20,9 @@ every offset is one shift of one flattened phase::
 The inner loops run over whole planes, not over output rows (7 values wide in MobileNet's
 last stages), at unit stride whatever the convolution's stride, and vectorise; the
 ``Wq - Wo`` columns of each row computed for nothing are then dropped.  The weight gradient
-is the same shifts as dot products with the output gradient laid out like ``acc``.
+is the same shifts as dot products with the output gradient laid out like ``acc``; the input
+gradient, the adjoint, reads that output gradient through the negated shifts into the
+phases and copies them back (:func:`flat_input_gradient_kernel`).
 """
 
 import math
