@@ -68,17 +68,17 @@ def _shifted(xp, offset, length):
     return xp[offset : offset + length]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _move_plane(x, n, c, xq, stride, pad, phase, into_phases):
-    """Copy x[n, c] (D, H, W) into its stride phases ``xq`` (see the module docstring), or with
-    ``into_phases=False`` the phases back into x[n, c].  Positions in the padding are never
-    touched, so they keep their zeros (or are dropped).  Flat unsigned indices, no views: a
-    view per row cost more than a 7x7 plane's arithmetic."""
+@njit(cache=True, nogil=True)
+def _row_copies(in_shape, stride, pad, phase):
+    """What moving any plane into its stride phases copies, computed once per call (a 7x7
+    plane's copy took 100 ns with this worked out per plane, 27 without): per input row held
+    by a phase, ``(offset in the plane, offset in the phases, values)``, the values read at
+    the stride.  Positions in the padding are never touched, so they keep their zeros."""
     sd, sh, sw = stride[0], stride[1], stride[2]
     dq, hq, wq = phase[0], phase[1], phase[2]
-    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
-    flat = x.reshape(x.size)
-    plane = (n * x.shape[1] + c) * in_d * in_h * in_w
+    in_d, in_h, in_w = in_shape[0], in_shape[1], in_shape[2]
+    copies = np.empty((sd * sh * sw * dq * hq, 3), dtype=np.int64)
+    rows = 0
     for which in range(sd * sh * sw):
         ad, ah, aw = which // (sh * sw), (which // sw) % sh, which % sw
         first = max(0, -((aw - pad[2]) // sw))  # columns l with 0 <= sw*l + aw - pad < in_w
@@ -87,22 +87,45 @@ def _move_plane(x, n, c, xq, stride, pad, phase, into_phases):
             d = sd * i + ad - pad[0]
             for j in range(hq if 0 <= d < in_d else 0):
                 h = sh * j + ah - pad[1]
-                if 0 <= h < in_h:
-                    src = uint64(plane + (d * in_h + h) * in_w + sw * first + aw - pad[2])
-                    dst = uint64(((which * dq + i) * hq + j) * wq + first)
-                    if into_phases:
-                        for l in range(count):
-                            xq[dst + uint64(l)] = flat[src + uint64(sw * l)]
-                    else:
-                        for l in range(count):
-                            flat[src + uint64(sw * l)] = xq[dst + uint64(l)]
+                if 0 <= h < in_h and count > 0:
+                    copies[rows, 0] = (d * in_h + h) * in_w + sw * first + aw - pad[2]
+                    copies[rows, 1] = ((which * dq + i) * hq + j) * wq + first
+                    copies[rows, 2] = count
+                    rows += 1
+    return copies[:rows]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy(src, dst):
-    """dst[:] = src[:] as a loop: a slice assignment costs ~50 ns a call, a row of 7 values far less."""
-    for i in range(dst.size):
-        dst[i] = src[i]
+def _move_plane(flat, base, xq, copies, sw, into_phases):
+    """Copy the plane at ``base`` of the flattened ``flat`` into its stride phases ``xq``, or
+    with ``into_phases=False`` the phases back into it, by :func:`_row_copies`'s ``copies``.
+    Flat unsigned indices: a view per row cost more than a 7x7 plane's arithmetic."""
+    for r in range(copies.shape[0]):
+        src, dst = uint64(base + copies[r, 0]), uint64(copies[r, 1])
+        if into_phases:
+            for l in range(copies[r, 2]):
+                xq[dst + uint64(l)] = flat[src + uint64(sw * l)]
+        else:
+            for l in range(copies[r, 2]):
+                flat[src + uint64(sw * l)] = xq[dst + uint64(l)]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf):
+    """Copy the output plane at ``base`` of the flattened ``flat`` (``out_size`` (OD, OH, OW))
+    into ``buf`` laid out like ``acc`` from ``offset`` on -- row ``(od, oh)`` at
+    ``offset + (od*Hq + oh)*Wq`` -- or with ``into_buf=False`` back out of it; flat unsigned
+    indices, as :func:`_move_plane`."""
+    out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
+    for line in range(out_d * out_h):
+        src = uint64(base + line * out_w)
+        dst = uint64(offset + ((line // out_h) * hq + line % out_h) * wq)
+        if into_buf:
+            for l in range(out_w):
+                buf[dst + uint64(l)] = flat[src + uint64(l)]
+        else:
+            for l in range(out_w):
+                flat[src + uint64(l)] = buf[dst + uint64(l)]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -137,20 +160,20 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, first, last):
     length = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of the last output, plus 1
     xp = np.zeros(stride[0] * stride[1] * stride[2] * phase[0] * hq * wq, dtype=x.dtype)
     acc = np.empty(length, dtype=x.dtype)
+    copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase), x.reshape(x.size), x[0, 0].size
+    out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     loaded = -1
     for plane in range(first, last):
         n, o = plane // out_channels, plane % out_channels
-        for q in range(length):  # a loop, as _copy's
+        for q in range(length):  # a loop: a slice assignment costs ~50 ns a call
             acc[q] = 0
         for c in range(cg):
             channel = (o // (out_channels // groups)) * cg + c
             if n * channels + channel != loaded:  # channel multipliers reuse the plane
-                _move_plane(x, n, channel, xp, stride, pad, phase, True)
+                _move_plane(flat, (n * channels + channel) * size, xp, copies, stride[2], True)
                 loaded = n * channels + channel
             _add_shifted(acc, xp, offsets, weights[o, c])
-        for od in range(out_d):
-            for oh in range(out_h):
-                _copy(_shifted(acc, (od * hq + oh) * wq, out_w), out[n, o, od, oh])
+        _move_output(out_flat, plane * out_plane, acc, 0, out.shape[2:], hq, wq, False)
 
 
 @njit(cache=True, nogil=True)
@@ -160,8 +183,7 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
     gives ``gxq[r] = sum_t w[t] * g[r - offset(t)]``: the output gradient laid out like
     ``acc`` behind a zero border as long as the largest offset, read through every offset into
     the stride phases, which are then copied back into place (their borders dropped)."""
-    out_channels, out_d, out_h, out_w = grad.shape[1], grad.shape[2], grad.shape[3], grad.shape[4]
-    channels, cg = gx.shape[1], w.shape[1]
+    out_channels, channels, cg = grad.shape[1], gx.shape[1], w.shape[1]
     out_per_group = out_channels // groups
     hq, wq = phase[1], phase[2]
     offsets = _tap_offsets(w.shape[2:], stride, dilation, phase)
@@ -171,15 +193,15 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
     total = stride[0] * stride[1] * stride[2] * phase[0] * hq * wq
     gp = np.zeros(reach + total, dtype=gx.dtype)
     acc = np.empty(total, dtype=gx.dtype)
+    copies, flat, size = _row_copies(gx.shape[2:], stride, pad, phase), gx.reshape(gx.size), gx[0, 0].size
+    grad_flat, grad_plane = grad.reshape(grad.size), grad[0, 0].size
     for plane in range(first, last):
         n, c = plane // channels, plane % channels
         acc[:] = 0
         for o in range((c // cg) * out_per_group, (c // cg + 1) * out_per_group):
-            for od in range(out_d):
-                for oh in range(out_h):
-                    _copy(grad[n, o, od, oh], _shifted(gp, reach + (od * hq + oh) * wq, out_w))
+            _move_output(grad_flat, (n * out_channels + o) * grad_plane, gp, reach, grad.shape[2:], hq, wq, True)
             _add_shifted(acc, gp, starts, weights[o, c % cg])
-        _move_plane(gx, n, c, acc, stride, pad, phase, False)
+        _move_plane(flat, plane * size, acc, copies, stride[2], False)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -197,14 +219,15 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
     xp = np.zeros(stride[0] * stride[1] * stride[2] * phase[0] * hq * wq, dtype=x.dtype)
     gp = np.zeros(length, dtype=x.dtype)
     sums = np.empty((cg, taps), dtype=gw.dtype)
+    copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase), x.reshape(x.size), x[0, 0].size
+    grad_flat, grad_plane = grad.reshape(grad.size), grad[0, 0].size
     for o in range(first, last):
         sums[:] = 0
         for n in range(batch):
-            for od in range(out_d):
-                for oh in range(out_h):
-                    _copy(grad[n, o, od, oh], _shifted(gp, (od * hq + oh) * wq, out_w))
+            _move_output(grad_flat, (n * out_channels + o) * grad_plane, gp, 0, grad.shape[2:], hq, wq, True)
             for c in range(cg):
-                _move_plane(x, n, (o // (out_channels // groups)) * cg + c, xp, stride, pad, phase, True)
+                channel = (o // (out_channels // groups)) * cg + c
+                _move_plane(flat, (n * channels + channel) * size, xp, copies, stride[2], True)
                 t = 0
                 while t + 3 <= taps:  # three offsets per pass over gp; views as in flat_kernel
                     x0 = _shifted(xp, offsets[t], length)
