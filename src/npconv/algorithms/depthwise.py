@@ -34,8 +34,18 @@ from ..config import get_num_threads
 from ..parallel import run_pieces, split
 from .base import Algorithm, as_3d
 
-# Multiply-adds per second the kernels reach on this machine's 2 cores (measured, roughly).
-MACS_PER_SECOND = 10e9
+# The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
+# ResNeXt's grouped layers, roughly): multiply-adds; each pass over an output plane (three
+# kernel offsets of one input channel), which dominates on 7x7 planes of many channels per
+# group; moving each plane into its phases or out of ``acc``, per plane and per value.
+MACS_PER_SECOND = 30e9
+SECONDS_PER_PASS = 10e-9
+SECONDS_PER_PLANE = 0.1e-6
+SECONDS_PER_PLANE_VALUE = 0.3e-9
+# Output channels of one group the forward kernel computes together, sharing each input
+# plane's move into its phases (ResNeXt's 4 to 32 outputs per group; a 3x3/2 layer of 8 ran
+# 3x slower moving planes per output).
+OUTPUT_BLOCK = 16
 
 
 def _phase_shape(geom):
@@ -148,32 +158,35 @@ def _add_shifted(acc, src, starts, weights):
 
 @njit(cache=True, nogil=True)
 def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, first, last):
-    """Planes ``first .. last`` (of N * C_out) of out (N, C_out, OD, OH, OW), the grouped conv
-    of x (N, C, D, H, W) with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`."""
-    channels = x.shape[1]
+    """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
+    with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is an image's
+    block of up to OUTPUT_BLOCK output channels of one group: each of the group's input
+    planes is moved into its phases once for the whole block."""
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    out_per_group = out_channels // groups
+    blocks = -(-out_per_group // OUTPUT_BLOCK)
     hq, wq = phase[1], phase[2]
     offsets = _tap_offsets(w.shape[2:], stride, dilation, phase)
-    taps = offsets.size
-    weights = w.reshape(out_channels, cg, taps)
+    weights = w.reshape(out_channels, cg, offsets.size)
     length = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of the last output, plus 1
     xp = np.zeros(stride[0] * stride[1] * stride[2] * phase[0] * hq * wq, dtype=x.dtype)
-    acc = np.empty(length, dtype=x.dtype)
+    acc = np.empty((min(OUTPUT_BLOCK, out_per_group), length), dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
-    loaded = -1
-    for plane in range(first, last):
-        n, o = plane // out_channels, plane % out_channels
-        for q in range(length):  # a loop: a slice assignment costs ~50 ns a call
-            acc[q] = 0
+    for unit in range(first, last):
+        n, g, block = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
+        o0 = g * out_per_group + block * OUTPUT_BLOCK
+        count = min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
+        for j in range(count):
+            for q in range(length):  # a loop: a slice assignment costs ~50 ns a call
+                acc[j, q] = 0
         for c in range(cg):
-            channel = (o // (out_channels // groups)) * cg + c
-            if n * channels + channel != loaded:  # channel multipliers reuse the plane
-                _move_plane(flat, (n * channels + channel) * size, xp, copies, stride[2], True)
-                loaded = n * channels + channel
-            _add_shifted(acc, xp, offsets, weights[o, c])
-        _move_output(out_flat, plane * out_plane, acc, 0, out.shape[2:], hq, wq, False)
+            _move_plane(flat, (n * x.shape[1] + g * cg + c) * size, xp, copies, stride[2], True)
+            for j in range(count):
+                _add_shifted(acc[j], xp, offsets, weights[o0 + j, c])
+        for j in range(count):
+            _move_output(out_flat, (n * out_channels + o0 + j) * out_plane, acc[j], 0, out.shape[2:], hq, wq, False)
 
 
 @njit(cache=True, nogil=True)
@@ -267,18 +280,19 @@ class Depthwise(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        """Per busy thread, the kernel's buffers: one input plane in its stride phases and one
-        output plane laid out as ``acc`` (at most a phase's size)."""
-        phase = math.prod(_phase_shape(geom))
-        threads = min(get_num_threads(), geom.batch * geom.out_channels)
-        return threads * (math.prod(geom.stride) + 1) * phase * geom.dtype.itemsize
+        """Per busy thread, the kernel's buffers: one input plane in its stride phases and a
+        block of output planes laid out as ``acc`` (each at most a phase's size)."""
+        phase, block = math.prod(_phase_shape(geom)), min(OUTPUT_BLOCK, geom.out_per_group)
+        threads = min(get_num_threads(), geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK))
+        return threads * (math.prod(geom.stride) + block) * phase * geom.dtype.itemsize
 
     def estimated_seconds(self, geom):
-        return geom.macs / MACS_PER_SECOND
+        return _seconds(geom)
 
     def run(self, x, weight, geom, out):
         inp, w, outp = _shapes_3d(geom)
-        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, geom.batch * geom.out_channels)
+        units = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK)
+        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, units)
 
     def weight_gradient(self, x, grad, geom):
         """The direct kernel's backward: :func:`weight_gradient`."""
@@ -294,13 +308,25 @@ def _shapes_3d(geom):
             (geom.batch, geom.out_channels, *lead, *geom.out_size))
 
 
+def _seconds(geom):
+    """The forward kernel's cost model: the multiply-adds, the passes over output planes and the
+    planes it moves (each unit's input planes, each output plane), shared by the threads."""
+    def moves(planes, size):
+        return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
+
+    inputs = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK) * geom.in_per_group
+    passes = geom.batch * geom.out_channels * geom.in_per_group * -(-math.prod(geom.kernel) // 3)
+    copies = moves(inputs, geom.in_size) + moves(geom.batch * geom.out_channels, geom.out_size)
+    return geom.macs / MACS_PER_SECOND + (passes * SECONDS_PER_PASS + copies) / get_num_threads()
+
+
 def _run(kernel, arrays, geom, count):
     """``kernel(*arrays, groups, stride, dilation, pad, phase, first, last)`` over ``count`` planes
     (or channels), shared out among the threads."""
     params = (geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
               _phase_shape(geom))
     run_pieces(lambda span: kernel(*arrays, *params, *span), split(count, get_num_threads()),
-               seconds=geom.macs / MACS_PER_SECOND)
+               seconds=_seconds(geom))
 
 
 class GroupedDirect(Depthwise):
