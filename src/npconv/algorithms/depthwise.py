@@ -18,8 +18,9 @@ every offset is one shift of one flattened phase::
     acc[q] = sum_k w[k] * xq_flat[q + offset(k)]    offset(k) = phase(k)*Dq*Hq*Wq + (rd//sd*Hq + rh//sh)*Wq + rw//sw
 
 The inner loops run over whole planes, not over output rows (7 values wide in MobileNet's
-last stages), at unit stride whatever the convolution's stride, and vectorise; the
-``Wq - Wo`` columns of each row computed for nothing are then dropped.  The weight gradient
+last stages), at unit stride whatever the convolution's stride, and vectorise (a 3x3
+kernel's nine offsets in one pass); the ``Wq - Wo`` columns of each row computed for
+nothing are then dropped.  The weight gradient
 is the same shifts as dot products with the output gradient laid out like ``acc``; the input
 gradient, the adjoint, reads that output gradient through the negated shifts into the
 phases and copies them back (:func:`flat_input_gradient_kernel`).
@@ -35,9 +36,9 @@ from ..parallel import run_pieces, split
 from .base import Algorithm, as_3d
 
 # The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
-# ResNeXt's grouped layers, roughly): multiply-adds; each pass over an output plane (three
-# kernel offsets of one input channel), which dominates on 7x7 planes of many channels per
-# group; moving each plane into its phases or out of ``acc``, per plane and per value.
+# ResNeXt's grouped layers, roughly): multiply-adds; each pass over an output plane (up to
+# nine kernel offsets of one input channel), which dominates on 7x7 planes of many channels
+# per group; moving each plane into its phases or out of ``acc``, per plane and per value.
 MACS_PER_SECOND = 30e9
 SECONDS_PER_PASS = 10e-9
 SECONDS_PER_PLANE = 0.1e-6
@@ -140,8 +141,23 @@ def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf):
 
 @njit(cache=True, nogil=True, inline="always")
 def _add_shifted(acc, src, starts, weights):
-    """acc[q] += sum_t weights[t] * src[starts[t] + q] for every q of acc, three offsets per pass."""
+    """acc[q] += sum_t weights[t] * src[starts[t] + q] for every q of acc: nine offsets per pass
+    (a 3x3 kernel's: each pass over acc costs ~40 ns of set-up, as much as 800 values), then
+    three, then one."""
     length, t = acc.size, 0
+    while t + 9 <= starts.size:  # a 3x3 kernel's nine offsets in one pass
+        x0, x1, x2 = (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
+                      _shifted(src, starts[t + 2], length))
+        x3, x4, x5 = (_shifted(src, starts[t + 3], length), _shifted(src, starts[t + 4], length),
+                      _shifted(src, starts[t + 5], length))
+        x6, x7, x8 = (_shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
+                      _shifted(src, starts[t + 8], length))
+        w0, w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3], weights[t + 4]
+        w5, w6, w7, w8 = weights[t + 5], weights[t + 6], weights[t + 7], weights[t + 8]
+        for q in range(length):
+            acc[q] += (w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q] + w4 * x4[q] + w5 * x5[q]
+                       + w6 * x6[q] + w7 * x7[q] + w8 * x8[q])
+        t += 9
     while t + 3 <= starts.size:
         x0 = _shifted(src, starts[t], length)
         x1 = _shifted(src, starts[t + 1], length)
@@ -154,6 +170,46 @@ def _add_shifted(acc, src, starts, weights):
         x0, w0 = _shifted(src, starts[t], length), weights[t]
         for q in range(length):
             acc[q] += w0 * x0[q]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_shifted(sums, g, src, starts):
+    """sums[t] += sum_q g[q] * src[starts[t] + q]: the weight gradient's counterpart of
+    :func:`_add_shifted`, nine offsets per pass over ``g``, then one."""
+    length, t = g.size, 0
+    while t + 9 <= starts.size:
+        x0, x1, x2 = (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
+                      _shifted(src, starts[t + 2], length))
+        x3, x4, x5 = (_shifted(src, starts[t + 3], length), _shifted(src, starts[t + 4], length),
+                      _shifted(src, starts[t + 5], length))
+        x6, x7, x8 = (_shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
+                      _shifted(src, starts[t + 8], length))
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = 0.0
+        for q in range(length):
+            s0 += g[q] * x0[q]
+            s1 += g[q] * x1[q]
+            s2 += g[q] * x2[q]
+            s3 += g[q] * x3[q]
+            s4 += g[q] * x4[q]
+            s5 += g[q] * x5[q]
+            s6 += g[q] * x6[q]
+            s7 += g[q] * x7[q]
+            s8 += g[q] * x8[q]
+        sums[t] += s0
+        sums[t + 1] += s1
+        sums[t + 2] += s2
+        sums[t + 3] += s3
+        sums[t + 4] += s4
+        sums[t + 5] += s5
+        sums[t + 6] += s6
+        sums[t + 7] += s7
+        sums[t + 8] += s8
+        t += 9
+    for t in range(t, starts.size):
+        x0, s0 = _shifted(src, starts[t], length), 0.0
+        for q in range(length):
+            s0 += g[q] * x0[q]
+        sums[t] += s0
 
 
 @njit(cache=True, nogil=True)
@@ -241,25 +297,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
             for c in range(cg):
                 channel = (o // (out_channels // groups)) * cg + c
                 _move_plane(flat, (n * channels + channel) * size, xp, copies, stride[2], True)
-                t = 0
-                while t + 3 <= taps:  # three offsets per pass over gp; views as in flat_kernel
-                    x0 = _shifted(xp, offsets[t], length)
-                    x1 = _shifted(xp, offsets[t + 1], length)
-                    x2 = _shifted(xp, offsets[t + 2], length)
-                    s0 = s1 = s2 = 0.0
-                    for q in range(length):
-                        s0 += gp[q] * x0[q]
-                        s1 += gp[q] * x1[q]
-                        s2 += gp[q] * x2[q]
-                    sums[c, t] += s0
-                    sums[c, t + 1] += s1
-                    sums[c, t + 2] += s2
-                    t += 3
-                for t in range(t, taps):
-                    x0, s0 = _shifted(xp, offsets[t], length), 0.0
-                    for q in range(length):
-                        s0 += gp[q] * x0[q]
-                    sums[c, t] += s0
+                _dot_shifted(sums[c], gp, xp, offsets)
         gw[o] = sums.reshape(gw.shape[1:])
 
 
@@ -315,7 +353,8 @@ def _seconds(geom):
         return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
 
     inputs = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK) * geom.in_per_group
-    passes = geom.batch * geom.out_channels * geom.in_per_group * -(-math.prod(geom.kernel) // 3)
+    taps = math.prod(geom.kernel)  # passes per input channel as _add_shifted makes them
+    passes = geom.batch * geom.out_channels * geom.in_per_group * (taps // 9 + taps % 9 // 3 + taps % 3)
     copies = moves(inputs, geom.in_size) + moves(geom.batch * geom.out_channels, geom.out_size)
     return geom.macs / MACS_PER_SECOND + (passes * SECONDS_PER_PASS + copies) / get_num_threads()
 
