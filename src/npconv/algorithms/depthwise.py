@@ -40,7 +40,7 @@ from .base import Algorithm, as_3d
 # nine kernel offsets of one input channel), which dominates on 7x7 planes of many channels
 # per group; moving each plane into its phases or out of ``acc``, per plane and per value.
 MACS_PER_SECOND = 30e9
-SECONDS_PER_PASS = 10e-9
+SECONDS_PER_PASS = 40e-9
 SECONDS_PER_PLANE = 0.1e-6
 SECONDS_PER_PLANE_VALUE = 0.3e-9
 # Output channels of one group the forward kernel computes together, sharing each input
