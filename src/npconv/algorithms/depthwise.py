@@ -140,18 +140,23 @@ def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _nine_shifted(src, starts, t, length):
+    """The views :func:`_shifted` of offsets ``t .. t + 8``: one pass's nine input streams."""
+    return (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
+            _shifted(src, starts[t + 2], length), _shifted(src, starts[t + 3], length),
+            _shifted(src, starts[t + 4], length), _shifted(src, starts[t + 5], length),
+            _shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
+            _shifted(src, starts[t + 8], length))
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _add_shifted(acc, src, starts, weights):
     """acc[q] += sum_t weights[t] * src[starts[t] + q] for every q of acc: nine offsets per pass
     (a 3x3 kernel's: each pass over acc costs ~40 ns of set-up, as much as 800 values), then
     three, then one."""
     length, t = acc.size, 0
     while t + 9 <= starts.size:  # a 3x3 kernel's nine offsets in one pass
-        x0, x1, x2 = (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
-                      _shifted(src, starts[t + 2], length))
-        x3, x4, x5 = (_shifted(src, starts[t + 3], length), _shifted(src, starts[t + 4], length),
-                      _shifted(src, starts[t + 5], length))
-        x6, x7, x8 = (_shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
-                      _shifted(src, starts[t + 8], length))
+        x0, x1, x2, x3, x4, x5, x6, x7, x8 = _nine_shifted(src, starts, t, length)
         w0, w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3], weights[t + 4]
         w5, w6, w7, w8 = weights[t + 5], weights[t + 6], weights[t + 7], weights[t + 8]
         for q in range(length):
@@ -178,12 +183,7 @@ def _dot_shifted(sums, g, src, starts):
     :func:`_add_shifted`, nine offsets per pass over ``g``, then one."""
     length, t = g.size, 0
     while t + 9 <= starts.size:
-        x0, x1, x2 = (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
-                      _shifted(src, starts[t + 2], length))
-        x3, x4, x5 = (_shifted(src, starts[t + 3], length), _shifted(src, starts[t + 4], length),
-                      _shifted(src, starts[t + 5], length))
-        x6, x7, x8 = (_shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
-                      _shifted(src, starts[t + 8], length))
+        x0, x1, x2, x3, x4, x5, x6, x7, x8 = _nine_shifted(src, starts, t, length)
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = 0.0
         for q in range(length):
             s0 += g[q] * x0[q]
