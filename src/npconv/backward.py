@@ -25,9 +25,10 @@ channels ``G*N .. G*N + N - 1``.  It is :func:`_correlate`, run by :func:`npconv
 forward with (``Algorithm.weight_gradient``) where its cost model finds it no dearer than
 im2col's: Winograd's for 3x3 stride-1 layers with many tiles (the GEMMs over tiles of its
 transform domain), pointwise's for 1x1 kernels (GEMMs on the input in place), the direct
-kernel's for depthwise and grouped ones; otherwise im2col's (:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded
-column chunks as the forward, multiplied by the output gradient) -- all far faster than
-the large-kernel convolution.  A transposed convolution scatters
+kernel's for depthwise and grouped ones; otherwise im2col's
+(:func:`npconv.algorithms.im2col.weight_gradient`: the same bounded column chunks as the
+forward, multiplied by the output gradient) -- all far faster than the large-kernel
+convolution.  A transposed convolution scatters
 ``x[n, c, i]`` to ``i*s + t*d - lo``, so its weight gradient is the same correlation with
 the roles of input and output gradient swapped.
 """
@@ -86,7 +87,8 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
     grad = _check_grad_output(op, grad, geom.out_shape, compute)
     grad_input = grad_weight = None
     geom = dataclasses.replace(geom, dtype=np.dtype(compute))
-    if "input" in needs and algo == "auto" and select(op, geom, "auto").name in _DIRECT_KERNELS:
+    forward = select(op, geom, "auto") if algo == "auto" and geom.rank <= 3 else None  # whose backward to reuse
+    if "input" in needs and forward is not None and forward.name in _DIRECT_KERNELS:
         # the direct kernel's own backward: its adjoint, which reads the output gradient once
         grad_input = depthwise_input_gradient(grad, np.ascontiguousarray(w, dtype=compute), geom)
     elif "input" in needs:
@@ -107,8 +109,8 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
             grad_input = pad_spatial_backward(grad_input, mode_pad, padding_mode)
         grad_input = grad_input.astype(result, copy=False)
     if "weight" in needs:
-        if geom.rank <= 3 and algo == "auto":  # auto's forward algorithm's own backward, or im2col's
-            owners = [alg for alg in (select(op, geom, "auto"), REGISTRY["im2col"]) if alg.weight_gradient]
+        if forward is not None:  # auto's forward algorithm's own backward, or im2col's
+            owners = [alg for alg in (forward, REGISTRY["im2col"]) if alg.weight_gradient]
             backward = min(owners, key=lambda alg: alg.weight_gradient_seconds(geom)).weight_gradient
             grad_weight = backward(np.ascontiguousarray(xp, dtype=compute), grad, geom)
         else:

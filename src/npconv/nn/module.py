@@ -152,18 +152,20 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix=""):
+    def _named(self, table, prefix):
+        """``(dotted name, entry)`` of every module's ``table`` (``_parameters`` or ``_buffers``)."""
         for path, module in self.named_modules(prefix):
-            for name, p in module._parameters.items():
-                yield (f"{path}.{name}" if path else name), p
+            for name, entry in getattr(module, table).items():
+                yield (f"{path}.{name}" if path else name), entry
+
+    def named_parameters(self, prefix=""):
+        return self._named("_parameters", prefix)
 
     def parameters(self):
         return (p for _, p in self.named_parameters())
 
     def named_buffers(self, prefix=""):
-        for path, module in self.named_modules(prefix):
-            for name, b in module._buffers.items():
-                yield (f"{path}.{name}" if path else name), b
+        return self._named("_buffers", prefix)
 
     # -- state dicts ---------------------------------------------------------------------------
     def state_dict(self):
