@@ -220,6 +220,27 @@ def test_run_always_times_autos_choice(restore_torch_threads):
     assert [r["auto"] for r in rows] == [True]
 
 
+def test_median_seconds_times_each_function_after_it_settles(monkeypatch):
+    """On a fake clock: each function runs back to back until ``settle`` has passed, then once timed,
+    in rotating and reversed orders."""
+    clock, calls = [0.0], []
+
+    def takes(name, seconds):
+        def f():
+            calls.append(name)
+            clock[0] += seconds
+        return f
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    tick = 1 / 1024  # exact in binary, so the settle loop's count is too
+    functions = [takes("a", tick), takes("b", 4 * tick), takes("c", 16 * tick)]
+    assert bench.median_seconds(functions, repeats=6, settle=10 * tick) == [tick, 4 * tick, 16 * tick]
+    # one warm-up call each; per round, a: 10 settle calls + 1 timed, b: 3 + 1, c: 1 + 1
+    per_round = {"a": 11, "b": 4, "c": 2}
+    orders = ["abc", "bca", "cab", "cba", "acb", "bac"]
+    assert calls == list("abc") + [name for order in orders for name in order for _ in range(per_round[name])]
+
+
 def test_plot_ratios_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     rows = [row("3x3", 1.3, batch=1), row("3x3", 0.7, batch=8), row(None, 0.4, layer="other")]

@@ -25,11 +25,12 @@ from .config import get_num_threads
 from .conv import conv2d
 from .suite import LAYERS, TARGET_BATCHES, TARGETS
 
-# OpenBLAS worker threads spin for about 2**28 cycles after each GEMM by default, and
-# PyTorch's OpenMP threads spin after each conv: timed interleaved in one process, each
-# library then runs while the other's threads still hold the cores (torch's 0.9 ms conv
-# measured 3.8 ms).  2**4 cycles makes both measure as they do alone.  It must be set
-# before OpenBLAS loads, hence :func:`use_timing_env`.
+# Idle worker threads spin before they sleep.  OpenBLAS's spin for about 2**28 cycles after
+# each GEMM by default: timed interleaved in one process, torch then ran while they held
+# the cores (its 0.9 ms conv measured 3.8 ms).  2**4 cycles stops that; it must be set
+# before OpenBLAS loads, hence :func:`use_timing_env`.  PyTorch's OpenMP (libgomp) threads
+# spin 4-8 ms after each call; shortening that (GOMP_SPINCOUNT=10000) slowed torch's calls
+# under 0.5 ms by 13-27%, so :func:`median_seconds` lets each function settle instead.
 TIMING_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 
 SGEMM_SIZE = 2048
@@ -45,13 +46,21 @@ def use_timing_env():
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **TIMING_ENV})
 
 
-def median_seconds(functions, repeats):
+# Seconds each function runs untimed before its timed call in a round (comment on
+# TIMING_ENV): longer than the 4-8 ms PyTorch's OpenMP threads spin after a call.
+SETTLE_SECONDS = 0.01
+
+
+def median_seconds(functions, repeats, settle=SETTLE_SECONDS):
     """Median wall time of each function, timed in interleaved rounds after one warm-up call each.
 
-    Round r runs the functions in the r-th of their order's rotations and its reversal's, so
-    each function follows each other one about equally often: what runs just before matters,
-    as PyTorch's OpenMP threads spin-wait for milliseconds after each call on the cores the
-    next call needs (npconv measured up to 2x slower right after torch).
+    In each round every function runs back to back for ``settle`` seconds (at least once)
+    before its timed call, so it is timed as it runs alone: the one before it may leave
+    threads spinning on the cores (PyTorch's OpenMP threads spin-wait 4-8 ms after each call;
+    npconv measured up to 1.7x slower right after torch), and a function's own threads,
+    buffers and caches are warm after its own calls.  Round r runs the functions in the
+    r-th of their order's rotations and its reversal's, so each follows each other one about
+    equally often.
     """
     for f in functions:
         f()
@@ -60,8 +69,13 @@ def median_seconds(functions, repeats):
     times = [[] for _ in functions]
     for round_ in range(repeats):
         for index in orders[round_ % len(orders)]:
+            f = functions[index]
+            until = time.perf_counter() + settle
+            f()
+            while time.perf_counter() < until:
+                f()
             start = time.perf_counter()
-            functions[index]()
+            f()
             times[index].append(time.perf_counter() - start)
     return [statistics.median(samples) for samples in times]
 
