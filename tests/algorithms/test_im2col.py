@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import npconv
 
 from npconv.algorithms import REGISTRY
-from npconv.algorithms.im2col import chunking
+from npconv.algorithms.im2col import chunking, weight_gradient
 from npconv.geometry import conv_geometry
 
 GEOMETRIES = {
@@ -68,6 +69,21 @@ def test_workspace_bytes_is_one_chunk_per_busy_thread(name, workspace_limit):
     chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // chunk)
     column = (geom.in_channels * math.prod(geom.kernel) + (geom.out_channels if images > 1 else 0)) * 8
     assert REGISTRY["im2col"].workspace_bytes(geom) == min(threads, chunks) * images * chunk * column
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+@pytest.mark.parametrize("limit", [100, 4096, 2**30])
+def test_weight_gradient_matches_torch_however_chunked(name, limit, workspace_limit, rng):
+    """Under a small cap each thread sums several chunks (of images or of positions)."""
+    workspace_limit(limit)
+    x_shape, w_shape, params = GEOMETRIES[name]
+    geom = geometry(name, "float64")
+    x = rng.standard_normal(x_shape)
+    grad = rng.standard_normal(geom.out_shape)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[geom.rank - 1]
+    w = torch.zeros(w_shape, dtype=torch.float64, requires_grad=True)
+    conv(torch.from_numpy(x), w, **params).backward(torch.from_numpy(grad))
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), w.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("rank, supported", [(1, True), (2, True), (3, True), (4, False)])

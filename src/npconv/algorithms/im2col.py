@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_num_threads
+from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split
 from .base import Algorithm, as_3d, gemm_seconds, scratch_limit
 
@@ -173,13 +173,16 @@ def weight_gradient(x, grad, geom):
         grad_w[g] (Og, Cg*K) += grad[n, g] (Og, P) @ cols[n, g]^T (P, Cg*K)
 
     ``x`` (N, C_in, *in_size) and ``grad`` (N, C_out, *out_size) are C-contiguous arrays of
-    ``geom.dtype``.  Chunked and shared out among the threads like :meth:`Im2col.run`, each
-    thread summing into its own accumulator.
+    ``geom.dtype``.  Chunked and shared out among the threads like :meth:`Im2col.run`, but
+    under the workspace cap rather than the forward output's size, each thread summing into
+    its own accumulator.
     """
     groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
     kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
     rows = geom.in_channels * kvol
-    images, chunk, threads = chunking(geom, scratch_limit(geom), get_num_threads())
+    # Chunks up to the workspace cap, not the forward's output size: each GEMM sums over as
+    # many positions as fit CHUNK_BYTES (2 images of 7x7, 98 positions, had them memory-bound).
+    images, chunk, threads = chunking(geom, get_workspace_limit(), get_num_threads())
     x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
     grad_groups = grad.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
     params = (
@@ -187,8 +190,10 @@ def weight_gradient(x, grad, geom):
         as_3d([lo for lo, _ in geom.padding], 0), as_3d(geom.out_size, 1),
     )
     chunks = [(n0, p0) for n0 in range(0, geom.batch, images) for p0 in range(0, positions, chunk)]
+    if not chunks:  # no images or no output positions: nothing to sum
+        return np.zeros((geom.out_channels, cg, *geom.kernel), dtype=geom.dtype)
     spans = split(len(chunks), threads)
-    partial = np.zeros((len(spans), groups, og, cg * kvol), dtype=geom.dtype)  # one accumulator per thread
+    partial = np.empty((len(spans), groups, og, cg * kvol), dtype=geom.dtype)  # one accumulator per thread
 
     def work(piece):
         index, (first, last) = piece
@@ -199,7 +204,11 @@ def weight_gradient(x, grad, geom):
             fill_columns(x3, cols, n0, p0, *params)
             # (nb, G, Og, pc) -> (G, Og, nb*pc), a view for one image, else a copy in the output's chunk_bytes
             g = grad_groups[n0 : n0 + nb, :, :, p0 : p0 + pc].transpose(1, 2, 0, 3).reshape(groups, og, nb * pc)
-            partial[index] += np.matmul(g, cols.reshape(groups, cg * kvol, nb * pc).swapaxes(1, 2))  # (G, Og, Cg*K)
+            cols_t = cols.reshape(groups, cg * kvol, nb * pc).swapaxes(1, 2)  # (G, nb*pc, Cg*K)
+            if (n0, p0) == chunks[first]:  # the thread's first chunk: straight into its accumulator
+                np.matmul(g, cols_t, out=partial[index])  # (G, Og, Cg*K)
+            else:
+                partial[index] += np.matmul(g, cols_t)
 
     run_pieces(work, list(enumerate(spans)), seconds=Im2col().estimated_seconds(geom))
     return partial.sum(axis=0).reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel)
