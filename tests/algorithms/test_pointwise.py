@@ -1,5 +1,6 @@
 """pointwise specifics: which geometries it takes, its workspace, images side by side."""
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -49,7 +50,7 @@ def test_matches_torch_when_chunked_over_images(rng, workspace_limit, stride, gr
 @pytest.mark.parametrize("x_shape, w_shape, groups, stride, limit", [
     ((20, 256, 5, 5), (256, 256, 1, 1), 1, 1, None),  # pieces of 10 images: stacks of 8 and 2
     ((4, 512, 3, 3), (512, 256, 1, 1), 2, 1, None),
-    ((3, 256, 9, 7), (256, 256, 1, 1), 1, 2, 1),  # one image per chunk: pieces split positions
+    ((3, 256, 9, 7), (256, 256, 1, 1), 1, 2, 1),  # one image per chunk: pieces split output channels
 ])
 def test_images_side_by_side_match_torch(rng, workspace_limit, x_shape, w_shape, groups, stride, limit):
     if limit is not None:
@@ -65,3 +66,19 @@ def test_images_side_by_side_match_torch(rng, workspace_limit, x_shape, w_shape,
     wt = torch.tensor(w, requires_grad=True)
     torch.nn.functional.conv2d(torch.tensor(x), wt, stride=stride, groups=groups).backward(torch.tensor(grad))
     np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((1, 8, 3, 3), (24, 4, 1, 1), 2),  # 12 outputs per group, 9 positions: the threads split the outputs
+    ((1, 8, 5, 6), (6, 8, 1, 1), 1),  # 30 positions, 6 outputs: the threads split the positions
+])
+def test_one_image_split_among_threads_matches_torch(rng, x_shape, w_shape, groups):
+    """Fewer images than threads: each thread takes a range of output channels or of positions."""
+    old = npconv.get_num_threads()
+    npconv.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        x, w, b = random_conv_inputs(rng, x_shape, w_shape)
+        y = npconv.conv2d(x, w, b, groups=groups, algo="pointwise")
+    finally:
+        npconv.set_num_threads(old)
+    assert_matches_torch(y, x, w, b, groups=groups)

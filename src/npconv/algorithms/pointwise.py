@@ -54,26 +54,32 @@ class Pointwise(Algorithm):
         return (gemm_seconds(geom.flops, geom.out_per_group, math.prod(geom.out_size), geom.in_per_group)
                 + copy * geom.dtype.itemsize / COPY_BYTES_PER_SECOND)
 
-    def _chunks(self, x, geom):
+    def _chunks(self, x, geom, split_outputs=False):
         """``(n0, src, pieces)`` per chunk of images: ``src`` (nb, G, Cg, P) the chunk's subsampled
-        input (a view at stride 1), ``pieces`` index pairs splitting it among the threads."""
+        input (a view at stride 1), ``pieces`` (images, outputs, positions) slices splitting it
+        among the threads: images where there are enough, else positions, or with
+        ``split_outputs`` the output channels of each group where they outnumber the positions
+        (the threads then read half the weight each, and each GEMM keeps every column)."""
         positions, threads = math.prod(geom.out_size), get_num_threads()
         sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
+        every = slice(None)
         for n0 in range(0, geom.batch, images):
             chunk = np.ascontiguousarray(sub[n0 : n0 + images])
             src = chunk.reshape(len(chunk), geom.groups, geom.in_per_group, positions)  # (nb, G, Cg, P)
-            if len(chunk) >= threads:  # the threads take images, else ranges of positions
-                pieces = [(slice(a, b), slice(None)) for a, b in split(len(chunk), threads)]
+            if len(chunk) >= threads:
+                pieces = [(slice(a, b), every, every) for a, b in split(len(chunk), threads)]
+            elif split_outputs and geom.out_per_group >= positions:
+                pieces = [(every, slice(a, b), every) for a, b in split(geom.out_per_group, threads)]
             else:
-                pieces = [(slice(None), slice(a, b)) for a, b in split(positions, threads)]
+                pieces = [(every, every, slice(a, b)) for a, b in split(positions, threads)]
             yield n0, src, pieces
 
     def run(self, x, weight, geom, out):
         w_groups = weight.reshape(geom.groups, geom.out_per_group, geom.in_per_group)  # (G, Og, Cg)
         out_groups = out.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
         seconds, stack = self.estimated_seconds(geom), stacks(geom)
-        for n0, src, pieces in self._chunks(x, geom):
+        for n0, src, pieces in self._chunks(x, geom, split_outputs=True):
             dst = out_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
             run_pieces(lambda piece: _multiply(w_groups, src, dst, piece, stack), pieces, seconds=seconds)
 
@@ -93,7 +99,7 @@ class Pointwise(Algorithm):
             def work(indexed):
                 # One GEMM per group over images side by side, not an (Og, Cg) product per
                 # image summed afterwards (8 MB an image for 2048 -> 512 channels).
-                index, (images, positions) = indexed
+                index, (images, _, positions) = indexed
                 for part in _parts(images, len(src)):
                     g, _, _ = _side_by_side(dy[part, :, :, positions])  # (G, Og, nb*P')
                     x_part, _, _ = _side_by_side(src[part, :, :, positions])  # (G, Cg, nb*P')
@@ -110,17 +116,19 @@ def stacks(geom):
 
 
 def _multiply(w_groups, src, dst, piece, stack):
-    """``dst[piece] = w_groups @ src[piece]`` per image and group; with ``stack``, up to
-    STACK_IMAGES images side by side in one GEMM per group (GEMMs 49 columns wide ran at
-    150 GFLOP/s, against torch's 270, on ResNet-50's 7x7 layers)."""
-    images, positions = piece
+    """``dst[piece] = w_groups @ src[piece]`` per image and group, for the piece's (images,
+    output channels, positions); with ``stack``, up to STACK_IMAGES images side by side in one
+    GEMM per group (GEMMs 49 columns wide ran at 150 GFLOP/s, against torch's 270, on
+    ResNet-50's 7x7 layers)."""
+    images, outputs, positions = piece
+    w = w_groups[:, outputs]  # (G, Og', Cg)
     if not stack:
-        np.matmul(w_groups, src[images, :, :, positions], out=dst[images, :, :, positions])
+        np.matmul(w, src[images, :, :, positions], out=dst[images, :, outputs, positions])
         return
     for part in _parts(images, len(src)):
         stacked, nb, pc = _side_by_side(src[part, :, :, positions])  # (G, Cg, nb*P')
-        products = np.matmul(w_groups, stacked).reshape(*w_groups.shape[:2], nb, pc)  # (G, Og, nb, P')
-        dst[part, :, :, positions] = products.transpose(2, 0, 1, 3)
+        products = np.matmul(w, stacked).reshape(*w.shape[:2], nb, pc)  # (G, Og', nb, P')
+        dst[part, :, outputs, positions] = products.transpose(2, 0, 1, 3)
 
 
 def _parts(images, count):
