@@ -124,6 +124,21 @@ def test_invalid_arguments(call, exc, match):
     assert type(info.value) is exc  # not a subclass (e.g. UnsupportedAlgorithmError)
 
 
+@pytest.mark.parametrize("bad, match", [
+    (True, "conv2d: stride must be an int, got bool True"),
+    (np.True_, "conv2d: stride must be an int, got bool np.True_"),
+    (1.0, "conv2d: stride must be an int or a tuple of ints, got 1.0"),
+    ((1.0, 1), "conv2d: stride must be an int or a tuple of ints, got 1.0"),
+])
+def test_remembered_arguments_let_no_equal_invalid_ones_through(bad, match):
+    """conv_geometry remembers checked arguments; values equal to valid ones (True == 1.0 == 1)
+    are still checked."""
+    npconv.conv2d(X, W, stride=1, padding=1)
+    npconv.conv2d(X, W, stride=(1, 1), padding=1)
+    with pytest.raises(TypeError, match=re.escape(match)):
+        npconv.conv2d(X, W, stride=bad, padding=1)
+
+
 def test_unknown_algo_lists_registered_names():
     names = ", ".join(repr(name) for name in npconv.algorithms())
     assert "'direct'" in names and "'im2col'" in names

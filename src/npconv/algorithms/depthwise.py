@@ -26,13 +26,14 @@ gradient, the adjoint, reads that output gradient through the negated shifts int
 phases and copies them back (:func:`flat_input_gradient_kernel`).
 """
 
+import functools
 import math
 
 import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads
-from ..parallel import run_pieces, split
+from ..parallel import SPLIT_ABOVE_SECONDS, run_pieces, split
 from .base import Algorithm, as_3d
 
 # The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
@@ -361,11 +362,22 @@ def _seconds(geom):
 
 def _run(kernel, arrays, geom, count):
     """``kernel(*arrays, groups, stride, dilation, pad, phase, first, last)`` over ``count`` planes
-    (or channels), shared out among the threads."""
+    (or channels), shared out among the threads -- in one call when the work stays on the
+    calling thread (:func:`npconv.parallel.run_pieces`)."""
+    threads = get_num_threads()
+    params, seconds = _plan(geom, threads)
+    pieces = split(count, threads if seconds >= SPLIT_ABOVE_SECONDS else 1)
+    run_pieces(lambda span: kernel(*arrays, *params, *span), pieces, seconds=seconds)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(geom, threads):
+    """The kernels' parameters after ``first, last``, and the cost model's seconds on ``threads``
+    (the current count), per geometry: worked out per call, they took a third of a small
+    call's Python time."""
     params = (geom.groups, as_3d(geom.stride, 1), as_3d(geom.dilation, 1), as_3d([lo for lo, _ in geom.padding], 0),
               _phase_shape(geom))
-    run_pieces(lambda span: kernel(*arrays, *params, *span), split(count, get_num_threads()),
-               seconds=_seconds(geom))
+    return params, _seconds(geom)
 
 
 class GroupedDirect(Depthwise):
