@@ -1,10 +1,11 @@
-"""run_pieces: every piece runs once; small work stays on the calling thread; BLAS limited while split."""
+"""run_pieces: every piece runs once; small work stays on the calling thread, in one piece; BLAS limited while split."""
 
 import threading
 
 import pytest
 
-from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, split
+import npconv
+from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, split, threads_for
 
 
 @pytest.mark.parametrize("count, parts", [(10, 3), (2, 5), (0, 2), (7, 1)])
@@ -29,3 +30,8 @@ def test_small_work_runs_on_the_calling_thread(seconds, on_caller_only):
     run_pieces(work, [(0, 1), (1, 2)], seconds=seconds)
     assert sorted(done) == [(0, 1), (1, 2)]
     assert (threads == {threading.get_ident()}) == on_caller_only
+
+
+def test_small_work_is_cut_into_one_piece():
+    assert threads_for(SPLIT_ABOVE_SECONDS / 10) == 1
+    assert threads_for(SPLIT_ABOVE_SECONDS) == npconv.get_num_threads()

@@ -37,6 +37,14 @@ def split(count, parts):
     return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]
 
 
+def threads_for(seconds):
+    """How many pieces to cut work modelled at ``seconds`` into: one below
+    :data:`SPLIT_ABOVE_SECONDS`, where :func:`run_pieces` would run them one after another on
+    the calling thread anyway (one piece is one call, not several smaller ones), else
+    :func:`npconv.get_num_threads`."""
+    return numba.get_num_threads() if seconds >= SPLIT_ABOVE_SECONDS else 1
+
+
 def run_pieces(work, pieces, seconds=None):
     """Call ``work(piece)`` for every piece, one per thread of :func:`npconv.get_num_threads`.
 

@@ -11,6 +11,7 @@ import npconv
 from npconv.algorithms import REGISTRY
 from npconv.algorithms.im2col import chunking, weight_gradient
 from npconv.geometry import conv_geometry
+from npconv.parallel import threads_for
 
 GEOMETRIES = {
     # name: (x shape, weight shape, params)
@@ -65,7 +66,7 @@ def test_chunking_fits_limit_and_covers_everything(name, dtype, limit, threads):
 def test_workspace_bytes_is_one_chunk_per_busy_thread(name, workspace_limit):
     workspace_limit(4096)
     geom = geometry(name, "float64")
-    images, chunk, threads = chunking(geom, 4096, npconv.get_num_threads())
+    images, chunk, threads = chunking(geom, 4096, threads_for(REGISTRY["im2col"].estimated_seconds(geom)))
     chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // chunk)
     column = (geom.in_channels * math.prod(geom.kernel) + (geom.out_channels if images > 1 else 0)) * 8
     assert REGISTRY["im2col"].workspace_bytes(geom) == min(threads, chunks) * images * chunk * column

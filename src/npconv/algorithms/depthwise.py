@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads
-from ..parallel import SPLIT_ABOVE_SECONDS, run_pieces, split
+from ..parallel import run_pieces, split, threads_for
 from .base import Algorithm, as_3d
 
 # The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
@@ -364,10 +364,8 @@ def _run(kernel, arrays, geom, count):
     """``kernel(*arrays, groups, stride, dilation, pad, phase, first, last)`` over ``count`` planes
     (or channels), shared out among the threads -- in one call when the work stays on the
     calling thread (:func:`npconv.parallel.run_pieces`)."""
-    threads = get_num_threads()
-    params, seconds = _plan(geom, threads)
-    pieces = split(count, threads if seconds >= SPLIT_ABOVE_SECONDS else 1)
-    run_pieces(lambda span: kernel(*arrays, *params, *span), pieces, seconds=seconds)
+    params, seconds = _plan(geom, get_num_threads())
+    run_pieces(lambda span: kernel(*arrays, *params, *span), split(count, threads_for(seconds)), seconds=seconds)
 
 
 @functools.lru_cache(maxsize=1024)

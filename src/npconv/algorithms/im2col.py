@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads, get_workspace_limit
-from ..parallel import run_pieces, split
+from ..parallel import run_pieces, split, threads_for
 from .base import Algorithm, as_3d, gemm_seconds, scratch_limit
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
@@ -119,7 +119,7 @@ class Im2col(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        images, positions, threads = chunking(geom, scratch_limit(geom), get_num_threads())
+        images, positions, threads = chunking(geom, scratch_limit(geom), threads_for(self.estimated_seconds(geom)))
         chunks = -(-geom.batch // images) * -(-math.prod(geom.out_size) // positions)
         return min(threads, chunks) * chunk_bytes(geom, images, positions)
 
@@ -135,7 +135,8 @@ class Im2col(Algorithm):
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
         kvol, positions = math.prod(geom.kernel), math.prod(geom.out_size)
         rows = geom.in_channels * kvol
-        images, chunk, threads = chunking(geom, scratch_limit(geom), get_num_threads())
+        seconds = self.estimated_seconds(geom)
+        images, chunk, threads = chunking(geom, scratch_limit(geom), threads_for(seconds))
         x3 = x.reshape(geom.batch, geom.in_channels, *(1,) * (3 - geom.rank), *geom.in_size)  # (N, C, D, H, W)
         w_groups = weight.reshape(groups, og, cg * kvol)  # (G, Og, Cg*K)
         out_groups = out.reshape(geom.batch, groups, og, positions)  # (N, G, Og, P)
@@ -158,7 +159,7 @@ class Im2col(Algorithm):
                     products = np.matmul(w_groups, cols).reshape(groups, og, nb, pc)
                     out_groups[n0 : n0 + nb] = products.transpose(2, 0, 1, 3)
 
-        run_pieces(work, split(len(chunks), threads), seconds=self.estimated_seconds(geom))
+        run_pieces(work, split(len(chunks), threads), seconds=seconds)
 
     def weight_gradient(self, x, grad, geom):
         """im2col's backward: :func:`weight_gradient`."""

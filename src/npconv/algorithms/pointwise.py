@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..config import get_num_threads
-from ..parallel import run_pieces, split
+from ..parallel import run_pieces, split, threads_for
 from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 
 # Images with fewer output positions than STACK_BELOW, in layers with at least STACK_CHANNELS
@@ -60,7 +60,7 @@ class Pointwise(Algorithm):
         among the threads: images where there are enough, else positions, or with
         ``split_outputs`` the output channels of each group where they outnumber the positions
         (the threads then read half the weight each, and each GEMM keeps every column)."""
-        positions, threads = math.prod(geom.out_size), get_num_threads()
+        positions, threads = math.prod(geom.out_size), threads_for(self.estimated_seconds(geom))
         sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
         every = slice(None)

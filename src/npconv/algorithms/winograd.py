@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads, get_precision, precision_allows
-from ..parallel import run_pieces, split
+from ..parallel import run_pieces, split, threads_for
 from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
@@ -221,7 +221,7 @@ class Winograd(Algorithm):
                     np.matmul(v_block, u, out=m_block)
                     output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w)
 
-            run_pieces(work, split(nb * tiles_h * tiles_w, get_num_threads()), seconds=seconds)
+            run_pieces(work, split(nb * tiles_h * tiles_w, threads_for(seconds)), seconds=seconds)
 
 
     def _gradient_images(self, geom):
