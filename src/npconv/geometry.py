@@ -171,6 +171,7 @@ def conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, g
 
 
 def _conv_geometry(op, x_shape, w_shape, b_shape, *, stride, padding, dilation, groups, padding_mode, dtype):
+    """:func:`conv_geometry`'s checks and result, uncached."""
     rank = _check_ranks(op, x_shape, w_shape, "(C_out, C_in/groups, *kernel)")
     (groups,) = int_tuple(op, "groups", groups, 1, 1)
     out_channels, in_per_group, kernel = w_shape[0], w_shape[1], tuple(w_shape[2:])
