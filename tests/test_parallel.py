@@ -5,7 +5,9 @@ import threading
 import pytest
 
 import npconv
-from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, split, threads_for
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, single_threaded_blas, split, threads_for
 
 
 @pytest.mark.parametrize("count, parts", [(10, 3), (2, 5), (0, 2), (7, 1)])
@@ -35,3 +37,26 @@ def test_small_work_runs_on_the_calling_thread(seconds, on_caller_only):
 def test_small_work_is_cut_into_one_piece():
     assert threads_for(SPLIT_ABOVE_SECONDS / 10) == 1
     assert threads_for(SPLIT_ABOVE_SECONDS) == npconv.get_num_threads()
+
+
+def blas_thread_counts():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_blas_is_single_threaded_inside_and_restored_after():
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_thread_counts()
+        with single_threaded_blas():
+            inside = blas_thread_counts()
+            with single_threaded_blas():  # nested: still one, and the outer count comes back
+                pass
+            assert blas_thread_counts() == inside
+        assert before == [2] * len(before) and inside == [1] * len(before)
+        assert blas_thread_counts() == before
+
+
+def test_pieces_run_with_single_threaded_blas():
+    counts = []
+    run_pieces(lambda piece: counts.append(blas_thread_counts()), [0, 1], seconds=1.0)
+    run_pieces(lambda piece: counts.append(blas_thread_counts()), [0], seconds=0.0)
+    assert all(count == [1] * len(count) for count in counts) and len(counts) == 3

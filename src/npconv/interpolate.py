@@ -28,6 +28,7 @@ import numpy as np
 
 from .dtypes import as_array, result_dtypes
 from .geometry import int_tuple
+from .parallel import single_threaded_blas
 
 NEAREST = ("nearest", "nearest-exact")
 # The interpolating modes and the spatial rank each needs (None: any).
@@ -237,4 +238,5 @@ def _resample_backward(g, axis, in_size, indices, weights):
     matrix = np.zeros((in_size, indices.shape[0]), dtype=g.dtype)  # (in, out)
     np.add.at(matrix, (indices, np.arange(indices.shape[0])[:, None]), weights)  # repeated taps add up
     moved = np.moveaxis(g, axis, -1)  # (..., out), a view
-    return np.moveaxis(moved @ matrix.T, -1, axis)  # (..., in) back to (..., in, ...)
+    with single_threaded_blas():  # no BLAS threads left spinning (npconv.parallel)
+        return np.moveaxis(moved @ matrix.T, -1, axis)  # (..., in) back to (..., in, ...)

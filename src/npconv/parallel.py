@@ -4,7 +4,8 @@ A kernel phase (Numba) alternating with a multi-threaded BLAS phase makes two th
 pools fight for the cores (PERFORMANCE.md: a flat ~8 ms per call).  Instead each core
 takes whole pieces of work -- transform, GEMM, transform -- on a Python thread: the Numba
 kernels release the GIL (``nogil=True``), NumPy releases it around BLAS, and BLAS runs
-single-threaded for the duration, so each core has exactly one owner.
+single-threaded for the duration, so each core has exactly one owner.  npconv's BLAS calls
+outside the pieces run single-threaded too (:class:`single_threaded_blas`).
 """
 
 import threading
@@ -19,16 +20,41 @@ SPLIT_ABOVE_SECONDS = 300e-6
 
 _pool = None
 _pool_lock = threading.Lock()
-_blas = None
 
 
 def _executor():
-    global _pool, _blas
+    global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="npconv")
-            _blas = ThreadpoolController().select(user_api="blas")
-        return _pool, _blas
+        return _pool
+
+
+class single_threaded_blas:  # noqa: N801 -- used as a function: ``with single_threaded_blas():``
+    """BLAS runs on the calling thread alone inside ``with single_threaded_blas():`` (thread
+    counts restored after).
+
+    Every BLAS call of npconv runs inside one: a multi-threaded OpenBLAS call leaves its
+    threads spinning for about 2**28 cycles, on the cores the next call's pieces need
+    (after a 2048 -> 1000 fully connected layer they spun 117 ms, and ResNet-50's forward at
+    batch 1 took 140 ms instead of 115).  Setting the counts through the libraries costs
+    2 us; threadpoolctl's ``limit`` took 8.
+    """
+
+    _libraries = None
+
+    def __enter__(self):
+        if single_threaded_blas._libraries is None:
+            single_threaded_blas._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        self._counts = [library.get_num_threads() for library in self._libraries]
+        for library, count in zip(self._libraries, self._counts):
+            if count != 1:
+                library.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for library, count in zip(self._libraries, self._counts):
+            if count != 1:
+                library.set_num_threads(count)
 
 
 def split(count, parts):
@@ -48,15 +74,14 @@ def threads_for(seconds):
 def run_pieces(work, pieces, seconds=None):
     """Call ``work(piece)`` for every piece, one per thread of :func:`npconv.get_num_threads`.
 
-    BLAS is single-threaded while the pieces run (when there is more than one).  ``seconds``,
-    the cost models' time for all the pieces: below :data:`SPLIT_ABOVE_SECONDS` they run one
-    after another on the calling thread instead.
+    BLAS is single-threaded throughout (:func:`single_threaded_blas`).  ``seconds``, the cost
+    models' time for all the pieces: below :data:`SPLIT_ABOVE_SECONDS` they run one after
+    another on the calling thread instead.
     """
-    if len(pieces) <= 1 or (seconds is not None and seconds < SPLIT_ABOVE_SECONDS):
-        for piece in pieces:
-            work(piece)
-        return
-    pool, blas = _executor()
-    with blas.limit(limits=1):
-        for future in [pool.submit(work, piece) for piece in pieces]:
+    with single_threaded_blas():
+        if len(pieces) <= 1 or (seconds is not None and seconds < SPLIT_ABOVE_SECONDS):
+            for piece in pieces:
+                work(piece)
+            return
+        for future in [_executor().submit(work, piece) for piece in pieces]:
             future.result()

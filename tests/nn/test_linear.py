@@ -33,6 +33,12 @@ def test_linear_float32_matches_torch(rng):
                         dtype=np.float32)
 
 
+def test_linear_large_enough_to_split_among_threads_matches_torch(rng):
+    """64 x 512 @ 512 x 2048 is modelled above npconv.parallel.SPLIT_ABOVE_SECONDS: the output
+    columns are shared out among the threads."""
+    check_against_torch(nn.Linear(512, 2048), torch.nn.Linear(512, 2048), rng.standard_normal((4, 16, 512)), rng)
+
+
 def test_linear_init_has_torchs_distribution():
     nn.manual_seed(5)
     ours, theirs = nn.Linear(100, 50), torch.nn.Linear(100, 50)

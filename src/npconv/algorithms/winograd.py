@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ..config import get_num_threads, get_precision, precision_allows
-from ..parallel import run_pieces, split, threads_for
+from ..parallel import run_pieces, single_threaded_blas, split, threads_for
 from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
@@ -290,8 +290,9 @@ class Winograd(Algorithm):
             run_pieces(transform, split(tiles, threads), seconds=seconds)
             run_pieces(multiply, split(n * n, threads), seconds=seconds)
         g_t = np.ascontiguousarray(g_mat.T.astype(geom.dtype))  # (3, n)
-        gz = (g_t @ z.reshape(n, -1)).reshape(3, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, axes swapped
-        gw = (g_t @ gz).reshape(3, 3, geom.out_channels, cg)  # (G^T Z G)^T: (j, i, C_out, Cg)
+        with single_threaded_blas():
+            gz = (g_t @ z.reshape(n, -1)).reshape(3, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, axes swapped
+            gw = (g_t @ gz).reshape(3, 3, geom.out_channels, cg)  # (G^T Z G)^T: (j, i, C_out, Cg)
         return np.ascontiguousarray(gw.transpose(2, 3, 1, 0))  # (C_out, Cg, 3, 3)
 
 

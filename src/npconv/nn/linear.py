@@ -4,7 +4,9 @@ import numbers
 
 import numpy as np
 
+from ..algorithms.base import gemm_seconds
 from ..geometry import int_tuple
+from ..parallel import run_pieces, split, threads_for
 from .init import default_bound, generator, uniform
 from .module import Module, Parameter
 
@@ -27,20 +29,36 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input must be (*, in_features={self.in_features}), got shape {x.shape}")
         self._saved = x
-        y = x @ self.weight.data.T  # (*, out_features)
+        y = matmul(x.reshape(-1, self.in_features), self.weight.data.T)  # (prod(*), out_features)
+        y = y.reshape(*x.shape[:-1], self.out_features)  # (*, out_features)
         return y if self.bias is None else y + self.bias.data
 
     def backward(self, grad_output):
         x = self._saved
         grad = np.asarray(grad_output)
         rows = grad.reshape(-1, self.out_features)  # (prod(*), out_features)
-        self.weight.accumulate(rows.T @ x.reshape(-1, self.in_features))  # (out, prod(*)) @ (prod(*), in)
+        self.weight.accumulate(matmul(rows.T, x.reshape(-1, self.in_features)))  # (out, prod(*)) @ (prod(*), in)
         if self.bias is not None:
             self.bias.accumulate(rows.sum(axis=0))
-        return grad @ self.weight.data  # (*, in_features)
+        return matmul(rows, self.weight.data).reshape(*grad.shape[:-1], self.in_features)  # (*, in_features)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def matmul(a, b):
+    """``a (m, k) @ b (k, n)``, the columns of ``b`` shared out among the threads with BLAS
+    single-threaded in each (:func:`npconv.parallel.run_pieces`), so no BLAS threads are left
+    spinning after a large layer."""
+    (m, k), n = a.shape, b.shape[1]
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    seconds = gemm_seconds(2 * m * n * k, m, n, k)
+
+    def work(span):
+        np.matmul(a, b[:, span[0] : span[1]], out=out[:, span[0] : span[1]])
+
+    run_pieces(work, split(n, threads_for(seconds)), seconds=seconds)
+    return out
 
 
 class Flatten(Module):
