@@ -40,11 +40,15 @@ def test_small_work_is_cut_into_one_piece():
 
 
 def blas_thread_counts():
-    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    """Thread counts of the BLAS libraries single_threaded_blas controls (those loaded when it
+    was first used: NumPy's; the tests load others later), read afresh by threadpoolctl."""
+    with single_threaded_blas():  # loads the list
+        paths = {library.filepath for library in single_threaded_blas._libraries}
+    return [pool["num_threads"] for pool in threadpool_info() if pool["filepath"] in paths]
 
 
 def test_blas_is_single_threaded_inside_and_restored_after():
-    with threadpool_limits(2, user_api="blas"):
+    with threadpool_limits(2, user_api="blas"):  # every BLAS loaded
         before = blas_thread_counts()
         with single_threaded_blas():
             inside = blas_thread_counts()
