@@ -71,15 +71,26 @@ class _BatchNorm(Module):
         else:
             mean, var = self.running_mean, self.running_var
         invstd = 1 / np.sqrt(var + self.eps)  # (C,)
-        x_hat = (x - mean.reshape(channel)) * invstd.reshape(channel)
-        self._saved = (x_hat, invstd, batch_stats)
-        y = x_hat if self.weight is None else x_hat * self.weight.data.reshape(channel)
-        return y if self.bias is None else y + self.bias.data.reshape(channel)
+        if batch_stats:
+            x_hat = (x - mean.reshape(channel)) * invstd.reshape(channel)
+            self._saved = (x_hat, None, invstd, True)
+            y = x_hat if self.weight is None else x_hat * self.weight.data.reshape(channel)
+            return y if self.bias is None else y + self.bias.data.reshape(channel)
+        # fixed statistics: one affine map per channel, two passes over x instead of four
+        # (BatchNorm took 2/3 of MobileNetV2's forward at batch 8); backward recomputes x_hat
+        scale = invstd if self.weight is None else invstd * self.weight.data
+        shift = -mean * scale if self.bias is None else self.bias.data - mean * scale
+        self._saved = (x, mean.copy(), invstd, False)
+        y = x * scale.reshape(channel)
+        y += shift.reshape(channel).astype(y.dtype, copy=False)
+        return y
 
     def backward(self, grad_output):
-        x_hat, invstd, batch_stats = self._saved
+        x_hat, mean, invstd, batch_stats = self._saved  # x itself, and the mean, with fixed statistics
         grad = np.asarray(grad_output)
         axes, channel = self._layout(grad)
+        if not batch_stats:
+            x_hat = (x_hat - mean.reshape(channel)) * invstd.reshape(channel)
         if self.bias is not None:
             self.bias.accumulate(grad.sum(axis=axes))
         if self.weight is not None:
