@@ -30,7 +30,7 @@ def _executor():
         return _pool
 
 
-class single_threaded_blas:  # noqa: N801 -- used as a function: ``with single_threaded_blas():``
+class single_threaded_blas:  # lower case: used like a function, ``with single_threaded_blas():``
     """BLAS runs on the calling thread alone inside ``with single_threaded_blas():`` (thread
     counts restored after).
 
