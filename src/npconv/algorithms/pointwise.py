@@ -54,13 +54,14 @@ class Pointwise(Algorithm):
         return (gemm_seconds(geom.flops, geom.out_per_group, math.prod(geom.out_size), geom.in_per_group)
                 + copy * geom.dtype.itemsize / COPY_BYTES_PER_SECOND)
 
-    def _chunks(self, x, geom, split_outputs=False):
+    def _chunks(self, x, geom, seconds, split_outputs=False):
         """``(n0, src, pieces)`` per chunk of images: ``src`` (nb, G, Cg, P) the chunk's subsampled
         input (a view at stride 1), ``pieces`` (images, outputs, positions) slices splitting it
         among the threads: images where there are enough, else positions, or with
         ``split_outputs`` the output channels of each group where they outnumber the positions
-        (the threads then read half the weight each, and each GEMM keeps every column)."""
-        positions, threads = math.prod(geom.out_size), threads_for(self.estimated_seconds(geom))
+        (the threads then read half the weight each, and each GEMM keeps every column); one
+        piece for work modelled at ``seconds`` below the split threshold."""
+        positions, threads = math.prod(geom.out_size), threads_for(seconds)
         sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
         every = slice(None)
@@ -79,7 +80,7 @@ class Pointwise(Algorithm):
         w_groups = weight.reshape(geom.groups, geom.out_per_group, geom.in_per_group)  # (G, Og, Cg)
         out_groups = out.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
         seconds, stack = self.estimated_seconds(geom), stacks(geom)
-        for n0, src, pieces in self._chunks(x, geom, split_outputs=True):
+        for n0, src, pieces in self._chunks(x, geom, seconds, split_outputs=True):
             dst = out_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
             run_pieces(lambda piece: _multiply(w_groups, src, dst, piece, stack), pieces, seconds=seconds)
 
@@ -93,7 +94,7 @@ class Pointwise(Algorithm):
         grad_groups = grad.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
         partial = np.zeros((get_num_threads(), geom.groups, geom.out_per_group, geom.in_per_group), geom.dtype)
         seconds = self.estimated_seconds(geom)
-        for n0, src, pieces in self._chunks(x, geom):
+        for n0, src, pieces in self._chunks(x, geom, seconds):
             dy = grad_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
 
             def work(indexed):
