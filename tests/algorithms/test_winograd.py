@@ -67,6 +67,7 @@ def test_float32_error_scales_with_magnitude(rng, algo, scale):
 def test_chunked_images_and_small_tile_blocks(rng, workspace_limit, monkeypatch, algo):
     npconv.set_workspace_limit(1)  # one image per chunk
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one tile per block
+    monkeypatch.setattr(winograd, "WEIGHT_SHARE", 0)
     x, w, b = random_conv_inputs(rng, (3, 4, 10, 9), (5, 4, 3, 3), dtype=np.float64)
     y = npconv.conv2d(x, w, b, padding=1, algo=algo)
     assert_matches_torch(y, x, w, b, padding=1)
@@ -195,6 +196,7 @@ def test_weight_gradient_matches_torch(rng, workspace_limit, monkeypatch, algo, 
     if chunked:
         npconv.set_workspace_limit(1)  # one image per chunk
         monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one tile per block
+        monkeypatch.setattr(winograd, "WEIGHT_SHARE", 0)
     x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
     geom, _ = conv_geometry("test", x_shape, w_shape, None, stride=1, padding=pairs, dilation=1, groups=groups,
                             padding_mode="zeros", dtype=np.dtype(np.float64))

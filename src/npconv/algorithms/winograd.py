@@ -31,8 +31,12 @@ from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
 
-# V and M blocks of about this many bytes stay in the L2/L3 caches.
+# V and M blocks of about this many bytes stay in the L2/L3 caches ...
 BLOCK_BYTES = 4 * 2**20
+# ... unless U is larger: every block streams all of U through the GEMMs, so a block's V and
+# M are made at least this share of U's bytes (512-channel layers at 28x28, batch 8: 55 ms
+# with 28-tile blocks, 45 with 128).
+WEIGHT_SHARE = 1.0
 # Input and output transform kernels: seconds per transformed value on one core (measured).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
@@ -46,6 +50,9 @@ TRANSFORM_SECONDS_PER_GROUP_ROW = 24e-9
 # The output transform gathers a tile row's outputs channels-last, then writes them out in
 # blocks of this many channels and columns (each block's lines stay in L1).
 TRANSPOSE_BLOCK = 16
+# The input's copy to channels-last goes in blocks of this many channels and columns
+# (measured against 8 and 16, and NumPy's transposing copy: 1.7 ms against 3.3 on 64x224x224).
+COPY_BLOCK = 32
 
 
 def coefficients(mat, dtype):
@@ -68,6 +75,35 @@ def combine(dst, dst0, coefs, src, src0, step, length):
         for k in range(1, len(coefs)):
             total += coefs[k] * src[uint64(src0 + k * step + c)]
         dst[uint64(dst0 + c)] = total
+
+
+@njit(cache=True, nogil=True)
+def to_channels_last(x, xp, n0, top, left, first, stop):
+    """xp[b, top + h, left + w, c] = x[n0 + b, c, h, w] for the rows ``first <= b * H + h < stop``.
+
+    x: (N, C, H, W); xp: (nb, Hp, Wp, C).  Each row goes in blocks of ``COPY_BLOCK`` channels
+    and columns, so the lines read and written stay in L1.
+    """
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    plane, row = height * width, xp.shape[2] * channels
+    src, dst = x.ravel(), xp.ravel()
+    for job in range(first, stop):
+        b, h = job // height, job % height
+        source = (n0 + b) * channels * plane + h * width
+        target = (b * xp.shape[1] + top + h) * row + left * channels
+        for c0 in range(0, channels, COPY_BLOCK):
+            for w0 in range(0, width, COPY_BLOCK):
+                for w in range(w0, min(w0 + COPY_BLOCK, width)):
+                    for c in range(c0, min(c0 + COPY_BLOCK, channels)):
+                        dst[uint64(target + w * channels + c)] = src[uint64(source + c * plane + w)]
+
+
+def copy_channels_last(x, xp, n0, nb, top, left):
+    """Images ``n0 .. n0 + nb`` of x (N, C, H, W) into xp (nb, Hp, Wp, C) at ``(top, left)``,
+    rows shared among the threads when the copy is large enough."""
+    seconds = 2 * nb * x[0].nbytes / COPY_BYTES_PER_SECOND
+    run_pieces(lambda span: to_channels_last(x, xp, n0, top, left, *span), split(nb * x.shape[2], threads_for(seconds)),
+               seconds=seconds)
 
 
 @njit(cache=True, nogil=True)
@@ -107,18 +143,18 @@ def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
 
 
 @njit(cache=True, nogil=True)
-def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w):
+def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
-    mm: (n*n, G, T, Og) transform-domain products; at: (m, n) as :func:`coefficients`; tile
-    t counts from image n0.  Vectorised over channels.  The tiles of one tile row are
+    mm: (n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k; at:
+    (m, n) as :func:`coefficients`; tile t counts from image n0.  Vectorised over channels.  The tiles of one tile row are
     gathered channels-last, ``(m, width, O)``, then copied out in blocks of
     ``TRANSPOSE_BLOCK`` channels and columns: writing each tile's values straight into their
     channels' planes, one store per plane, ran 1.3 to 3 times slower on 56x56 to 224x224.
     """
     m, n = len(at), len(at[0])
     groups, count, og = mm.shape[1], mm.shape[2], mm.shape[3]
-    channels = groups * og
+    channels, per_group = groups * og, out.shape[1] // groups
     out_h, out_w = out.shape[2], out.shape[3]
     src, dst = mm.ravel(), out.ravel()
     tmp = np.empty(m * n * channels, dtype=mm.dtype)  # (AT M)[a, q, o]
@@ -145,7 +181,8 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w):
             for a in range(height):
                 for w0 in range(0, columns, TRANSPOSE_BLOCK):
                     for c in range(c0, min(c0 + TRANSPOSE_BLOCK, channels)):
-                        line = ((img * channels + c) * out_h + i * m + a) * out_w + j * m
+                        channel = (c // og) * per_group + o0 + c % og
+                        line = ((img * out.shape[1] + channel) * out_h + i * m + a) * out_w + j * m
                         for w in range(w0, min(w0 + TRANSPOSE_BLOCK, columns)):
                             dst[uint64(line + w)] = rows[uint64((a * width + w) * channels + c)]
         tb += run
@@ -193,7 +230,8 @@ class Winograd(Algorithm):
         padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
         images = max(1, min(geom.batch, scratch_limit(geom) // 2 // padded_image))
         per_tile = n * n * (geom.in_channels + geom.out_channels) * item
-        tiles = max(1, min(images * tiles_h * tiles_w, BLOCK_BYTES // per_tile))
+        weight = n * n * geom.in_per_group * geom.out_channels * item
+        tiles = max(1, min(images * tiles_h * tiles_w, int(max(BLOCK_BYTES, WEIGHT_SHARE * weight)) // per_tile))
         return images, tiles
 
     def workspace_bytes(self, geom):
@@ -207,7 +245,7 @@ class Winograd(Algorithm):
 
     def estimated_seconds(self, geom):
         """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
-        transforms (per value, and per group and row), plus the input's copy."""
+        transforms (per value, and per group and row), plus the input's copy (read and written, on all threads)."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles = geom.batch * math.prod(_tiles(geom, self.m))
         threads = get_num_threads()
@@ -221,7 +259,7 @@ class Winograd(Algorithm):
                 + blocks * (weight_bytes / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
                 + (transformed * TRANSFORM_SECONDS_PER_VALUE
                    + tiles * geom.groups * n * (n + self.m) * TRANSFORM_SECONDS_PER_GROUP_ROW) / threads
-                + geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND)
+                + 2 * geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND / threads)
 
     def run(self, x, weight, geom, out):
         m, n = self.m, self.m + 2
@@ -231,26 +269,30 @@ class Winograd(Algorithm):
         tiles_h, tiles_w = _tiles(geom, m)
         images, block = self._plan(geom)
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
-        height, width = geom.in_size
         xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
         seconds = self.estimated_seconds(geom)
         for n0 in range(0, geom.batch, images):
             nb = min(images, geom.batch - n0)
-            # the chunk's images, channels-last, inside their zero border (N, Hp, Wp, C)
-            xp[:nb, top : top + height, left : left + width] = x[n0 : n0 + nb].transpose(0, 2, 3, 1)
+            copy_channels_last(x, xp, n0, nb, top, left)  # inside their zero border (N, Hp, Wp, C)
 
-            def work(span, n0=n0):
+            def work(piece, n0=n0):
+                (first, stop), (o0, o1) = piece
                 v = np.empty(n * n * groups * block * cg, dtype=geom.dtype)
-                mm = np.empty(n * n * groups * block * og, dtype=geom.dtype)
-                for t0 in range(span[0], span[1], block):
-                    count = min(block, span[1] - t0)
+                mm = np.empty(n * n * groups * block * (o1 - o0), dtype=geom.dtype)
+                for t0 in range(first, stop, block):
+                    count = min(block, stop - t0)
                     v_block = v[: n * n * groups * count * cg].reshape(n * n, groups, count, cg)  # (n^2, G, T, Cg)
-                    m_block = mm[: n * n * groups * count * og].reshape(n * n, groups, count, og)  # (n^2, G, T, Og)
+                    m_block = mm[: n * n * groups * count * (o1 - o0)].reshape(n * n, groups, count, o1 - o0)
                     input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, m)
-                    np.matmul(v_block, u, out=m_block)
-                    output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w)
+                    np.matmul(v_block, u[..., o0:o1], out=m_block)  # (n^2, G, T, o1 - o0)
+                    output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w, o0)
 
-            run_pieces(work, split(nb * tiles_h * tiles_w, threads_for(seconds)), seconds=seconds)
+            tiles, parts = nb * tiles_h * tiles_w, threads_for(seconds)
+            if tiles * geom.in_channels < geom.in_per_group * geom.out_channels:  # V smaller than U
+                pieces = [((0, tiles), span) for span in split(og, parts)]  # each thread streams its share of U
+            else:
+                pieces = [(span, (0, og)) for span in split(tiles, parts)]
+            run_pieces(work, pieces, seconds=seconds)
 
 
     def _gradient_images(self, geom):
@@ -289,7 +331,6 @@ class Winograd(Algorithm):
         tiles_h, tiles_w = _tiles(geom, m)
         images = self._gradient_images(geom)
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
-        (height, width), (out_h, out_w) = geom.in_size, geom.out_size
         xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
         gp = np.zeros((images, tiles_h * m, tiles_w * m, geom.out_channels), dtype=geom.dtype)
         v = np.empty((n * n, groups, images * tiles_h * tiles_w, cg), dtype=geom.dtype)  # (n^2, G, T, Cg)
@@ -301,8 +342,8 @@ class Winograd(Algorithm):
             nb = min(images, geom.batch - n0)
             tiles = nb * tiles_h * tiles_w
             # the chunk's images and output gradients, channels-last, in their zero borders
-            xp[:nb, top : top + height, left : left + width] = x[n0 : n0 + nb].transpose(0, 2, 3, 1)
-            gp[:nb, :out_h, :out_w] = grad[n0 : n0 + nb].transpose(0, 2, 3, 1)
+            copy_channels_last(x, xp, n0, nb, top, left)
+            copy_channels_last(grad, gp, n0, nb, 0, 0)
 
             def transform(span):
                 count = span[1] - span[0]
