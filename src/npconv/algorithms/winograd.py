@@ -204,6 +204,13 @@ def _tiles(geom, m):
     return tuple(-(-o // m) for o in geom.out_size)
 
 
+def _splits_channels(geom, tiles):
+    """Whether the threads share out each group's output channels (each then transforms every
+    tile, and streams its share of U) rather than the tiles: where V, ``tiles`` of them, is
+    smaller than U."""
+    return tiles * geom.in_channels < geom.in_per_group * geom.out_channels
+
+
 class Winograd(Algorithm):
     """F(m x m, 3 x 3) for one fixed m (``winograd2``, ``winograd4``, ``winograd6``)."""
 
@@ -247,16 +254,22 @@ class Winograd(Algorithm):
         """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
         transforms (per value, and per group and row), plus the input's copy (read and written, on all threads)."""
         n, item = self.m + 2, geom.dtype.itemsize
+        images, block = self._plan(geom)
         tiles = geom.batch * math.prod(_tiles(geom, self.m))
         threads = get_num_threads()
-        _, block = self._plan(geom)
-        block = max(1, min(block, -(-tiles // threads)))
+        outputs = geom.out_per_group
+        splits = _splits_channels(geom, min(images, geom.batch) * math.prod(_tiles(geom, self.m)))
+        if splits:
+            outputs = -(-outputs // threads)  # each thread: every tile, its share of U
+            blocks = threads * -(-tiles // block)
+        else:
+            block = max(1, min(block, -(-tiles // threads)))
+            blocks = -(-tiles // block)
         gemm_flops = 2 * n * n * tiles * geom.in_per_group * geom.out_channels
-        weight_bytes = n * n * geom.in_per_group * geom.out_channels * item
-        transformed = tiles * n * n * (geom.in_channels + geom.out_channels)
-        blocks = -(-tiles // block)
-        return (gemm_seconds(gemm_flops, block, geom.out_per_group, geom.in_per_group)
-                + blocks * (weight_bytes / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
+        share = n * n * geom.in_per_group * outputs * geom.groups * item  # U's bytes a block streams
+        transformed = tiles * n * n * (geom.in_channels * (threads if splits else 1) + geom.out_channels)
+        return (gemm_seconds(gemm_flops, block, outputs, geom.in_per_group)
+                + blocks * (share / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
                 + (transformed * TRANSFORM_SECONDS_PER_VALUE
                    + tiles * geom.groups * n * (n + self.m) * TRANSFORM_SECONDS_PER_GROUP_ROW) / threads
                 + 2 * geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND / threads)
@@ -289,7 +302,7 @@ class Winograd(Algorithm):
                     output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w, o0)
 
             tiles, parts = nb * tiles_h * tiles_w, threads_for(seconds)
-            if tiles * geom.in_channels < geom.in_per_group * geom.out_channels:  # V smaller than U
+            if _splits_channels(geom, tiles):
                 pieces = [((0, tiles), span) for span in split(og, parts)]  # each thread streams its share of U
             else:
                 pieces = [(span, (0, og)) for span in split(tiles, parts)]
