@@ -12,9 +12,11 @@ so for every one of the ``n^2`` transform points the sum over channels is a GEMM
 
 Layout (after the prototypes in PERFORMANCE.md): the input is copied channels-last with
 its zero padding, a chunk of images at a time; tiles are processed in blocks so V and M
-stay in cache; the input and output transforms are single-threaded Numba kernels
-vectorised over channels, and the GEMMs run on multi-threaded BLAS between them (never
-inside a Numba parallel region).  Transformed weights are cached (:mod:`.weight_cache`).
+stay in cache, though no smaller than U, which every block streams through its GEMMs.
+Each thread takes whole blocks -- input transform, GEMMs on single-threaded BLAS, output
+transform (:mod:`npconv.parallel`) -- of its share of the tiles or, where V is smaller
+than U (few tiles, many channels), of the output channels.  The transforms are Numba
+kernels vectorised over channels.  Transformed weights are cached (:mod:`.weight_cache`).
 
 Transforms come from :mod:`.winograd_transforms` (Cook-Toom, checked exactly).  Accuracy
 falls with m: see the README's table of float32 errors against a float64 reference.
