@@ -1,6 +1,7 @@
 """winograd specifics: each F(m, 3) against torch, tiling edges, chunking, the weight cache,
 the precision policy, the weight gradient."""
 
+import math
 import threading
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import npconv
+from npconv import parallel
 from npconv.algorithms import REGISTRY, select, winograd
 from npconv.algorithms.weight_cache import WEIGHT_CACHE, WeightCache
 from npconv.geometry import conv_geometry
@@ -71,6 +73,52 @@ def test_chunked_images_and_small_tile_blocks(rng, workspace_limit, monkeypatch,
     x, w, b = random_conv_inputs(rng, (3, 4, 10, 9), (5, 4, 3, 3), dtype=np.float64)
     y = npconv.conv2d(x, w, b, padding=1, algo=algo)
     assert_matches_torch(y, x, w, b, padding=1)
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4", "winograd6"])
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((1, 8, 5, 7), (32, 8, 3, 3), 1),  # few tiles, many channels: V smaller than U
+    ((1, 6, 4, 6), (32, 3, 3, 3), 2),  # the same per group: outputs o0.. of each group
+])
+def test_output_channels_shared_out_among_threads(rng, monkeypatch, algo, x_shape, w_shape, groups):
+    monkeypatch.setattr(parallel, "SPLIT_ABOVE_SECONDS", 0.0)  # every call split among the threads
+    geom = geometry(x_shape, w_shape, groups=groups, dtype=np.float64)
+    tiles = math.prod(winograd._tiles(geom, REGISTRY[algo].m)) * geom.batch
+    assert winograd._splits_channels(geom, tiles)
+    x, w, b = random_conv_inputs(rng, x_shape, w_shape, dtype=np.float64)
+    y = npconv.conv2d(x, w, b, padding=1, groups=groups, algo=algo)
+    assert_matches_torch(y, x, w, b, padding=1, groups=groups)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 7])
+def test_tile_blocks_that_end_inside_a_tile_row(rng, monkeypatch, block):
+    """The output transform gathers each tile row's run of tiles within a block: blocks of
+    ``block`` tiles on rows of 3 (F(4, 3) on a 10x9 output) start and end mid-row."""
+    x, w, b = random_conv_inputs(rng, (3, 4, 10, 9), (5, 4, 3, 3), dtype=np.float64)
+    per_tile = 6 * 6 * (4 + 5) * 8  # n^2 (C_in + C_out) float64 values
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", block * per_tile)
+    monkeypatch.setattr(winograd, "WEIGHT_SHARE", 0)
+    geom = geometry(x.shape, w.shape, dtype=np.float64)
+    assert REGISTRY["winograd4"]._plan(geom)[1] == block
+    y = npconv.conv2d(x, w, b, padding=1, algo="winograd4")
+    assert_matches_torch(y, x, w, b, padding=1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 40, 33, 35), (3, 1, 1, 1)])
+@pytest.mark.parametrize("shared_out", [False, True])
+def test_channels_last_copy(rng, monkeypatch, shape, shared_out):
+    """The input's blocked copy into the zero-bordered channels-last chunk (blocks of 32
+    channels and columns, so 40 channels and 35 columns end mid-block), on the calling
+    thread or its rows shared out among the threads."""
+    if shared_out:
+        monkeypatch.setattr(parallel, "SPLIT_ABOVE_SECONDS", 0.0)
+    x = rng.standard_normal(shape)
+    n, c, h, wd = shape
+    xp = np.zeros((n - 1, h + 3, wd + 4, c))
+    winograd.copy_channels_last(x, xp, 1, n - 1, 2, 1)  # images 1.. at row 2, column 1
+    expected = np.zeros_like(xp)
+    expected[:, 2 : 2 + h, 1 : 1 + wd] = x[1:].transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(xp, expected)
 
 
 def test_writes_every_output_element(rng):
