@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_num_threads, get_precision, precision_allows
+from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
 from ..parallel import run_pieces, single_threaded_blas, split, threads_for
 from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
 from .weight_cache import WEIGHT_CACHE
@@ -36,8 +36,8 @@ from .winograd_transforms import transforms
 # V and M blocks of about this many bytes stay in the L2/L3 caches ...
 BLOCK_BYTES = 4 * 2**20
 # ... unless U is larger: every block streams all of U through the GEMMs, so a block's V and
-# M are made at least this share of U's bytes (512-channel layers at 28x28, batch 8: 55 ms
-# with 28-tile blocks, 45 with 128).
+# M are made up to this share of U's bytes, within half the scratch (512-channel layers at
+# 28x28, batch 8: 55 ms with 28-tile blocks, 45 with 128).
 WEIGHT_SHARE = 1.0
 # Input and output transform kernels: seconds per transformed value on one core (measured).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
@@ -233,14 +233,19 @@ class Winograd(Algorithm):
         return None
 
     def _plan(self, geom):
-        """``(images per chunk, tiles per block)`` within :func:`.base.scratch_limit`."""
+        """``(images per chunk, tiles per block)``: the padded chunk within half of
+        :func:`.base.scratch_limit`, every thread's block (at least BLOCK_BYTES) within the other
+        half of the larger of that and U (within the workspace cap): a layer whose transformed
+        weights outweigh its output holds that much memory anyway, and its blocks stream U."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles_h, tiles_w = _tiles(geom, self.m)
         padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
         images = max(1, min(geom.batch, scratch_limit(geom) // 2 // padded_image))
         per_tile = n * n * (geom.in_channels + geom.out_channels) * item
         weight = n * n * geom.in_per_group * geom.out_channels * item
-        tiles = max(1, min(images * tiles_h * tiles_w, int(max(BLOCK_BYTES, WEIGHT_SHARE * weight)) // per_tile))
+        scratch = max(scratch_limit(geom), min(weight, get_workspace_limit()))
+        block_bytes = max(BLOCK_BYTES, min(WEIGHT_SHARE * weight, scratch // 2 // get_num_threads()))
+        tiles = max(1, min(images * tiles_h * tiles_w, int(block_bytes) // per_tile))
         return images, tiles
 
     def workspace_bytes(self, geom):
