@@ -39,7 +39,9 @@ BLOCK_BYTES = 4 * 2**20
 # M are made up to this share of U's bytes, within half the scratch (512-channel layers at
 # 28x28, batch 8: 55 ms with 28-tile blocks, 45 with 128).
 WEIGHT_SHARE = 1.0
-# Input and output transform kernels: seconds per transformed value on one core (measured).
+# Input and output transform kernels: seconds per transformed value on one core (measured
+# before their sums were kept in registers, now about 0.6 ns; refitting the three transform
+# constants to the suite's timings chose no faster algorithm for any layer).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
 SECONDS_PER_MATMUL = 20e-9
@@ -47,8 +49,6 @@ SECONDS_PER_MATMUL = 20e-9
 # group's channels, so with few channels per group (ResNeXt's 4 or 8) this dominates
 # (fitted to 8x256x28x28 layers with 4 to 64 groups).
 TRANSFORM_SECONDS_PER_GROUP_ROW = 24e-9
-
-
 # The output transform gathers a tile row's outputs channels-last, then writes them out in
 # blocks of this many channels and columns (each block's lines stay in L1).
 TRANSPOSE_BLOCK = 16
@@ -149,10 +149,11 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
     mm: (n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k; at:
-    (m, n) as :func:`coefficients`; tile t counts from image n0.  Vectorised over channels.  The tiles of one tile row are
-    gathered channels-last, ``(m, width, O)``, then copied out in blocks of
-    ``TRANSPOSE_BLOCK`` channels and columns: writing each tile's values straight into their
-    channels' planes, one store per plane, ran 1.3 to 3 times slower on 56x56 to 224x224.
+    (m, n) as :func:`coefficients`; tile t counts from image n0.  Vectorised over channels.
+    The tiles of one tile row are gathered channels-last, ``(m, width, G*k)``, then copied
+    out in blocks of ``TRANSPOSE_BLOCK`` channels and columns: writing each tile's values
+    straight into their channels' planes, one store per plane, ran 1.3 to 3 times slower on
+    56x56 to 224x224.
     """
     m, n = len(at), len(at[0])
     groups, count, og = mm.shape[1], mm.shape[2], mm.shape[3]
@@ -259,13 +260,14 @@ class Winograd(Algorithm):
 
     def estimated_seconds(self, geom):
         """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
-        transforms (per value, and per group and row), plus the input's copy (read and written, on all threads)."""
+        transforms (per value, and per group and row), plus the input's copy (read and written,
+        on all threads).  With the output channels shared out, every thread transforms every tile."""
         n, item = self.m + 2, geom.dtype.itemsize
         images, block = self._plan(geom)
         tiles = geom.batch * math.prod(_tiles(geom, self.m))
         threads = get_num_threads()
         outputs = geom.out_per_group
-        splits = _splits_channels(geom, min(images, geom.batch) * math.prod(_tiles(geom, self.m)))
+        splits = _splits_channels(geom, images * math.prod(_tiles(geom, self.m)))
         if splits:
             outputs = -(-outputs // threads)  # each thread: every tile, its share of U
             blocks = threads * -(-tiles // block)
@@ -297,7 +299,7 @@ class Winograd(Algorithm):
 
             def work(piece, n0=n0):
                 (first, stop), (o0, o1) = piece
-                size = min(block, stop - first)  # no larger than used: fresh pages cost ~0.3 ms a MB
+                size = min(block, stop - first)  # buffers no larger than the piece needs
                 v = np.empty(n * n * groups * size * cg, dtype=geom.dtype)
                 mm = np.empty(n * n * groups * size * (o1 - o0), dtype=geom.dtype)
                 for t0 in range(first, stop, size):
