@@ -41,7 +41,7 @@ BLOCK_BYTES = 4 * 2**20
 WEIGHT_SHARE = 1.0
 # Input and output transform kernels: seconds per transformed value on one core (measured
 # before their sums were kept in registers, now about 0.6 ns; refitting the three transform
-# constants to the suite's timings chose no faster algorithm for any layer).
+# constants to the suite's timings left auto's choices no better overall).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
 SECONDS_PER_MATMUL = 20e-9
