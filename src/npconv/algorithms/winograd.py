@@ -235,26 +235,36 @@ class Winograd(Algorithm):
 
     def _plan(self, geom):
         """``(images per chunk, tiles per block)``: the padded chunk within half of
-        :func:`.base.scratch_limit`, every thread's block (at least BLOCK_BYTES) within the other
-        half of the larger of that and U (within the workspace cap): a layer whose transformed
-        weights outweigh its output holds that much memory anyway, and its blocks stream U."""
+        :func:`.base.scratch_limit`; a block of BLOCK_BYTES of V and M, or larger, up to U's
+        size, as far as every thread's block fits the other half of the larger of that limit
+        and U (within the workspace cap): a layer whose transformed weights outweigh its output
+        holds that much memory anyway, and each of its blocks streams all of U."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles_h, tiles_w = _tiles(geom, self.m)
         padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
         images = max(1, min(geom.batch, scratch_limit(geom) // 2 // padded_image))
-        per_tile = n * n * (geom.in_channels + geom.out_channels) * item
         weight = n * n * geom.in_per_group * geom.out_channels * item
         scratch = max(scratch_limit(geom), min(weight, get_workspace_limit()))
-        block_bytes = max(BLOCK_BYTES, min(WEIGHT_SHARE * weight, scratch // 2 // get_num_threads()))
-        tiles = max(1, min(images * tiles_h * tiles_w, int(block_bytes) // per_tile))
-        return images, tiles
+        share = min(WEIGHT_SHARE * weight, scratch // 2 // get_num_threads())
+        per_tile = n * n * (geom.in_channels + self._block_outputs(geom, images)) * item  # in a thread's block
+        tiles = max(BLOCK_BYTES // (n * n * (geom.in_channels + geom.out_channels) * item), int(share) // per_tile)
+        return images, max(1, min(images * tiles_h * tiles_w, tiles))
+
+    def _block_outputs(self, geom, images):
+        """M's values per tile in a thread's block: every output channel, or where the threads
+        share them out (:func:`_splits_channels`), a thread's share."""
+        if _splits_channels(geom, images * math.prod(_tiles(geom, self.m))):
+            return geom.groups * -(-geom.out_per_group // get_num_threads())
+        return geom.out_channels
 
     def workspace_bytes(self, geom):
+        """The padded chunk, every thread's block of V and M, and U."""
         n, item = self.m + 2, geom.dtype.itemsize
         tiles_h, tiles_w = _tiles(geom, self.m)
         images, tiles = self._plan(geom)
         padded = images * (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
-        blocks = n * n * tiles * (geom.in_channels + geom.out_channels) * item
+        per_tile = n * n * (geom.in_channels + self._block_outputs(geom, images)) * item
+        blocks = get_num_threads() * tiles * per_tile
         weights = n * n * geom.in_per_group * geom.out_channels * item
         return padded + blocks + weights
 
