@@ -34,6 +34,31 @@ def test_small_work_runs_on_the_calling_thread(seconds, on_caller_only):
     assert (threads == {threading.get_ident()}) == on_caller_only
 
 
+def test_every_piece_runs_once_with_more_pieces_than_threads():
+    done, lock = [], threading.Lock()
+
+    def work(piece):
+        with lock:
+            done.append(piece)
+
+    run_pieces(work, list(range(11)), seconds=1.0)
+    assert sorted(done) == list(range(11))
+
+
+def test_a_pieces_exception_is_raised_once_every_piece_has_run():
+    done, lock = [], threading.Lock()
+
+    def work(piece):
+        if piece == 2:
+            raise ValueError("piece 2 failed")
+        with lock:
+            done.append(piece)
+
+    with pytest.raises(ValueError, match="piece 2 failed"):
+        run_pieces(work, list(range(6)), seconds=1.0)
+    assert sorted(done) == [0, 1, 3, 4, 5]
+
+
 def test_small_work_is_cut_into_one_piece():
     assert threads_for(SPLIT_ABOVE_SECONDS / 10) == 1
     assert threads_for(SPLIT_ABOVE_SECONDS) == npconv.get_num_threads()
