@@ -79,7 +79,7 @@ def run_pieces(work, pieces, seconds=None):
 
     The calling thread and ``threads - 1`` helpers each take the next piece until none is
     left, and the call returns once every piece is done: the caller works instead of waiting
-    for the helpers, and never waits for one that found nothing left (a helper wakes 50-100 us
+    for the helpers, and never waits for one that found nothing left (a helper wakes 50-130 us
     after being called on this VM).  BLAS is single-threaded throughout
     (:func:`single_threaded_blas`).  ``seconds``, the cost models' time for all the pieces:
     below :data:`SPLIT_ABOVE_SECONDS` they run one after another on the calling thread instead.
