@@ -94,7 +94,7 @@ class Pointwise(Algorithm):
         """
         grad_groups = grad.reshape(geom.batch, geom.groups, geom.out_per_group, -1)  # (N, G, Og, P)
         partial = np.zeros((get_num_threads(), geom.groups, geom.out_per_group, geom.in_per_group), geom.dtype)
-        seconds = self.estimated_seconds(geom)
+        seconds, _ = _plan(geom, get_num_threads())
         for n0, src, pieces in self._chunks(x, geom, seconds):
             dy = grad_groups[n0 : n0 + len(src)]  # (nb, G, Og, P)
 
