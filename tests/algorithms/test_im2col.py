@@ -1,4 +1,4 @@
-"""im2col specifics: how it chunks the column matrix under the workspace cap."""
+"""im2col specifics: how it fills and chunks the column matrix under the workspace cap."""
 
 import math
 
@@ -9,7 +9,8 @@ import torch
 import npconv
 
 from npconv.algorithms import REGISTRY
-from npconv.algorithms.im2col import chunking, weight_gradient
+from npconv.algorithms import im2col
+from npconv.algorithms.im2col import chunking, fill_columns, gather_columns, weight_gradient
 from npconv.geometry import conv_geometry
 from npconv.parallel import threads_for
 
@@ -28,6 +29,66 @@ def geometry(name, dtype):
     params = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros", **params}
     geom, _ = conv_geometry("test", x_shape, w_shape, None, dtype=np.dtype(dtype), **params)
     return geom
+
+
+FILL_CASES = {
+    # name: (x shape (N, C, D, H, W), kernel, stride, dilation, (lo) padding), 3-vectors
+    "2d-3x3-pad1": ((3, 2, 1, 9, 7), (1, 3, 3), (1, 1, 1), (1, 1, 1), (0, 1, 1)),
+    "2d-7x7-stride2": ((2, 3, 1, 11, 12), (1, 7, 7), (1, 2, 2), (1, 1, 1), (0, 3, 3)),
+    "3d-mixed": ((2, 2, 5, 6, 6), (2, 3, 2), (2, 1, 2), (1, 2, 1), (1, 0, 2)),
+    "1d-stride3-dilation2": ((3, 2, 1, 1, 17), (1, 1, 3), (1, 1, 3), (1, 1, 2), (0, 0, 4)),
+    "pad-beyond-input": ((2, 1, 1, 2, 3), (1, 2, 2), (1, 1, 1), (1, 1, 1), (0, 3, 4)),
+}
+
+
+def expected_columns(x, kernel, stride, dilation, pad, out_size, n0, nb, p0, pc):
+    """The column matrix (C*K, nb, pc) by NumPy: zero-pad, then slice every kernel offset."""
+    reach = [p + (o - 1) * s + (k - 1) * d + 1 for p, o, s, k, d in zip(pad, out_size, stride, kernel, dilation)]
+    widths = [(0, 0), (0, 0)] + [(p, max(0, r - p - i)) for p, r, i in zip(pad, reach, x.shape[2:])]
+    xp = np.pad(x[n0 : n0 + nb], widths)
+    taps = []
+    for offset in np.ndindex(*kernel):
+        view = xp[(slice(None), slice(None), *(slice(k * d, k * d + (o - 1) * s + 1, s)
+                                               for k, d, o, s in zip(offset, dilation, out_size, stride)))]
+        taps.append(view.reshape(nb, x.shape[1], -1)[:, :, p0 : p0 + pc])  # (nb, C, pc)
+    return np.stack(taps, axis=2).transpose(1, 2, 0, 3).reshape(-1, nb, pc)  # (C, K, nb, pc) -> (C*K, nb, pc)
+
+
+@pytest.mark.parametrize("fill", [fill_columns, gather_columns], ids=["rows", "gather"])
+@pytest.mark.parametrize("name", FILL_CASES)
+@pytest.mark.parametrize("chunk", ["all", "one-image", "mid-row", "one-position"])
+def test_fills_write_every_column(fill, name, chunk, rng):
+    x_shape, kernel, stride, dilation, pad = FILL_CASES[name]
+    x = rng.standard_normal(x_shape)
+    out_size = [(i + 2 * p - d * (k - 1) - 1) // s + 1 for i, p, d, k, s in zip(x_shape[2:], pad, dilation, kernel, stride)]
+    positions = math.prod(out_size)
+    n0, nb, p0, pc = {
+        "all": (0, x_shape[0], 0, positions),
+        "one-image": (1, 1, 0, positions),
+        "mid-row": (1, 1, out_size[2] // 2, positions - out_size[2] // 2 - 1),
+        "one-position": (1, 1, positions - 1, 1),
+    }[chunk]
+    cols = np.full((x_shape[1] * math.prod(kernel), nb, pc), np.nan)
+    params = [np.array(v, dtype=np.int64) for v in (kernel, stride, dilation, pad, out_size)]
+    fill(x, cols, n0, p0, *params)
+    np.testing.assert_array_equal(cols, expected_columns(x, kernel, stride, dilation, pad, out_size, n0, nb, p0, pc))
+
+
+@pytest.mark.parametrize("width, gathers", [(0, False), (2**20, True)], ids=["rows", "gather"])
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_forward_and_weight_gradient_match_torch_with_either_fill(width, gathers, name, rng, monkeypatch):
+    monkeypatch.setattr(im2col, "GATHER_BELOW_WIDTH", width)
+    x_shape, w_shape, params = GEOMETRIES[name]
+    geom = geometry(name, "float64")
+    assert (im2col.fill_kernel(geom) is gather_columns) == gathers
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    grad = rng.standard_normal(geom.out_shape)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[geom.rank - 1]
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w).requires_grad_()
+    expected = conv(xt, wt, **params)
+    expected.backward(torch.from_numpy(grad))
+    np.testing.assert_allclose(npconv.conv(x, w, algo="im2col", **params), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", GEOMETRIES)
