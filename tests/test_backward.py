@@ -218,7 +218,7 @@ def test_conv_every_algorithm(rng):
     expected = torch_conv_grads(grad, x, w, padding=1)
     for name in ("direct", "fft"):
         assert_grads_match(npconv.conv_backward(grad, x, w, padding=1, algo=name), expected, grad, w)
-    with pytest.raises(UnsupportedAlgorithmError, match="'winograd'.*3x3 kernel, got \\(6, 6\\)"):
+    with pytest.raises(UnsupportedAlgorithmError, match="'winograd'.*3x3 or 2x2 kernel, got \\(6, 6\\)"):
         npconv.conv_backward(grad, x, w, padding=1, algo="winograd", needs=("weight",))  # a 6x6 correlation
 
 

@@ -331,7 +331,7 @@ def test_conv_transpose_unsupported_phase_algorithm():
     """A valid transposed convolution whose phases the named conv algorithm cannot run: unsupported, not invalid."""
     with pytest.raises(npconv.UnsupportedAlgorithmError,
                        match=re.escape("algorithm 'winograd' cannot compute this convolution: ")):
-        npconv.conv_transpose2d(zeros(1, 2, 4, 4), zeros(2, 2, 4, 4), stride=2, algo="winograd")
+        npconv.conv_transpose2d(zeros(1, 2, 4, 4), zeros(2, 2, 5, 5), stride=2, algo="winograd")  # 3x2 phases
 
 
 def test_conv_transpose_checks_arguments_before_the_algorithm():

@@ -118,6 +118,10 @@ def test_winograd_savings():
     edge = npconv.explain((1, 8, 13, 13), (4, 8, 3, 3), padding=1)  # partial edge tiles
     assert all(w.reduction < w.ratio for w in edge.winograd)
     assert npconv.explain((1, 8, 12, 12), (4, 8, 3, 3), stride=2).winograd == ()
+    two = npconv.explain((1, 8, 15, 15), (4, 8, 2, 2), padding=((1, 0), (1, 0)))  # 15 = 3 * 5: whole F(3, 2), F(5, 2) tiles
+    assert [(w.m, w.r) for w in two.winograd] == [(3, 2), (5, 2), (7, 2)]
+    assert two.winograd[0].ratio == 2.25 and two.winograd[0].reduction == 2.25
+    assert "winograd F(5,2)" in str(two)
     assert npconv.explain((1, 8, 12, 12), (4, 8, 1, 1)).winograd == ()
 
 

@@ -56,11 +56,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class WinogradSavings:
-    """F(m x m, 3 x 3) on this geometry: ``ratio = 9 m^2 / (m + 2)^2`` fewer multiplications in
-    the elementwise stage per full tile; ``multiplications`` that stage actually performs
+    """F(m x m, r x r) on this geometry: ``ratio = r^2 m^2 / (m + r - 1)^2`` fewer multiplications
+    in the elementwise stage per full tile; ``multiplications`` that stage actually performs
     (edge tiles padded), and ``reduction`` = direct MACs / ``multiplications``."""
 
     m: int
+    r: int
     ratio: float
     multiplications: int
     reduction: float
@@ -123,7 +124,7 @@ class ConvCost:
             f"(input + parameters + output = {_bytes(self.minimal_bytes)})",
         ]
         for w in self.winograd:
-            lines.append(f"  {f'winograd F({w.m},3)':<22}{w.ratio:.2f}x fewer multiplications per tile, "
+            lines.append(f"  {f'winograd F({w.m},{w.r})':<22}{w.ratio:.2f}x fewer multiplications per tile, "
                          f"{w.reduction:.2f}x here ({w.multiplications:,})")
         lines.append(f"  auto picks            {self.algorithm}: workspace {_bytes(self.workspace_bytes)} "
                      f"(limit {_bytes(self.workspace_limit)}), precision policy {self.precision!r}")
@@ -208,10 +209,10 @@ def _winograd_savings(geom):
     variants = [alg for alg in REGISTRY.values() if isinstance(alg, Winograd) and alg.why_unsupported(geom) is None]
     savings = []
     for alg in sorted(variants, key=lambda v: v.m):
-        m, n = alg.m, alg.m + 2
+        (m, r), n = alg.sizes(geom), alg.tile
         tiles = math.prod(-(-o // m) for o in geom.out_size)
         multiplications = geom.batch * tiles * n * n * geom.in_per_group * geom.out_channels
-        savings.append(WinogradSavings(m, 9 * m * m / (n * n), multiplications, geom.macs / multiplications))
+        savings.append(WinogradSavings(m, r, r * r * m * m / (n * n), multiplications, geom.macs / multiplications))
     return tuple(savings)
 
 

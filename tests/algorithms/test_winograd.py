@@ -1,5 +1,5 @@
-"""winograd specifics: each F(m, 3) against torch, tiling edges, chunking, the weight cache,
-the precision policy, the weight gradient."""
+"""winograd specifics: each F(m, 3) and F(m + 1, 2) against torch, tiling edges, chunking, the
+weight cache, the precision policy, the weight gradient."""
 
 import math
 import threading
@@ -44,6 +44,9 @@ def relative_error(y, x, w, **params):
     ((3, 8, 3, 5), (8, 8, 3, 3), 1, 0),  # fewer outputs than one tile
     ((1, 4, 13, 3), (2, 4, 3, 3), 1, "same"),
     ((2, 4, 7, 7), (4, 1, 3, 3), 4, 2),  # depthwise through Winograd
+    ((2, 3, 9, 11), (4, 3, 2, 2), 1, 0),  # 2x2 kernels: F(3, 2), F(5, 2), F(7, 2)
+    ((1, 6, 8, 8), (9, 2, 2, 2), 3, ((1, 0), (0, 1))),
+    ((3, 8, 2, 4), (8, 8, 2, 2), 1, 1),
 ])
 def test_matches_torch_in_float64(rng, algo, x_shape, w_shape, groups, padding):
     x, w, b = random_conv_inputs(rng, x_shape, w_shape, dtype=np.float64)
@@ -53,13 +56,15 @@ def test_matches_torch_in_float64(rng, algo, x_shape, w_shape, groups, padding):
 
 # float32 error of each F(m, 3) relative to the output's magnitude; measured medians are
 # about 1e-7 (m=2), 1e-6 (m=4), 3e-6 (m=6) on unit-normal data: the bounds leave ~10x room.
+# The same tiles with 2x2 kernels (F(3, 2), F(5, 2), F(7, 2)) measured below these.
 FLOAT32_BOUND = {"winograd2": 2e-6, "winograd4": 2e-5, "winograd6": 1e-4}
 
 
 @pytest.mark.parametrize("algo", FLOAT32_BOUND)
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
-def test_float32_error_scales_with_magnitude(rng, algo, scale):
-    x, w, _ = random_conv_inputs(rng, (2, 32, 20, 20), (16, 32, 3, 3), bias=False, dtype=np.float32)
+@pytest.mark.parametrize("kernel", [3, 2])
+def test_float32_error_scales_with_magnitude(rng, algo, scale, kernel):
+    x, w, _ = random_conv_inputs(rng, (2, 32, 20, 20), (16, 32, kernel, kernel), bias=False, dtype=np.float32)
     x *= scale
     y = npconv.conv2d(x, w, padding=1, algo=algo)
     assert relative_error(y, x, w, padding=1) < FLOAT32_BOUND[algo]
@@ -132,7 +137,8 @@ def test_writes_every_output_element(rng):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, reason", [
-    ((1, 2, 8, 8), (2, 2, 5, 5), {}, r"needs a 3x3 kernel, got \(5, 5\)"),
+    ((1, 2, 8, 8), (2, 2, 5, 5), {}, r"needs a 3x3 or 2x2 kernel, got \(5, 5\)"),
+    ((1, 2, 8, 8), (2, 2, 3, 2), {}, r"needs a 3x3 or 2x2 kernel, got \(3, 2\)"),
     ((1, 2, 8, 8), (2, 2, 3, 3), {"stride": 2}, r"needs stride 1, got \(2, 2\)"),
     ((1, 2, 8, 8), (2, 2, 3, 3), {"dilation": 2}, r"needs dilation 1, got \(2, 2\)"),
     ((1, 2, 8), (2, 2, 3), {}, "handles 2 spatial dims, got 1"),
@@ -237,6 +243,8 @@ def torch_weight_gradient(x, w, grad, pairs, groups):
     ((2, 3, 9, 11), (4, 3, 3, 3), 1, ((1, 1), (1, 1))),  # output not a multiple of any m
     ((1, 6, 8, 8), (9, 2, 3, 3), 3, ((0, 2), (1, 1))),  # groups, C_in != C_out, asymmetric padding
     ((3, 8, 3, 5), (8, 8, 3, 3), 1, ((0, 0), (0, 0))),  # fewer outputs than one tile
+    ((2, 3, 9, 11), (4, 3, 2, 2), 1, ((1, 0), (0, 1))),  # 2x2 kernels
+    ((1, 6, 8, 8), (9, 2, 2, 2), 3, ((0, 0), (1, 1))),
 ])
 @pytest.mark.parametrize("chunked", [False, True])
 def test_weight_gradient_matches_torch(rng, workspace_limit, monkeypatch, algo, x_shape, w_shape, groups, pairs,
@@ -269,7 +277,7 @@ def test_conv_backward_takes_winograds_weight_gradient_where_its_model_says(rng,
                                                                              winograds):
     """Where auto runs the forward on Winograd, the weight gradient is Winograd's when its cost
     model finds it no dearer than im2col's, else im2col's; never under the "highest" policy."""
-    x, w, _ = random_conv_inputs(rng, (2, 16, 12, 12), (16, 16, 3, 3), bias=False, dtype=np.float32)
+    x, w, _ = random_conv_inputs(rng, (2, 16, 24, 24), (16, 16, 3, 3), bias=False, dtype=np.float32)
     assert select("test", geometry(x.shape, w.shape), "auto").name == "winograd"
     calls = []
     original = winograd.Winograd.weight_gradient

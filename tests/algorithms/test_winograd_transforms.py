@@ -9,7 +9,7 @@ from npconv.algorithms.winograd_transforms import POINTS, check_transforms, cook
 
 
 @pytest.mark.parametrize("m, r, points", [
-    (2, 3, POINTS[2]), (4, 3, POINTS[4]), (6, 3, POINTS[6]),
+    (2, 3, POINTS[:3]), (4, 3, POINTS[:5]), (6, 3, POINTS[:7]), (3, 2, POINTS[:3]), (7, 2, POINTS[:7]),
     (2, 2, (0, 1)), (3, 2, (0, 1, -1)), (2, 5, (0, 1, -1, 2, -2)), (1, 3, (0, 1)),
 ])
 def test_cook_toom_is_exact_for_any_filter_size(m, r, points):
@@ -25,7 +25,7 @@ def test_cook_toom_is_exact_for_any_filter_size(m, r, points):
 
 
 def test_a_wrong_matrix_entry_is_detected():
-    at, g, bt = cook_toom(4, 3, POINTS[4])
+    at, g, bt = cook_toom(4, 3, POINTS[:5])
     bt[2][1] += Fraction(1, 7)
     with pytest.raises(ValueError, match=r"winograd: F\(4, 3\) transforms are wrong for g=e\d, d=e\d"):
         check_transforms(4, 3, at, g, bt)
@@ -37,13 +37,13 @@ def test_cook_toom_needs_distinct_points_of_the_right_count(points):
         cook_toom(2, 3, points)
 
 
-@pytest.mark.parametrize("m", [2, 4, 6])
-def test_float_transforms_compute_2d_correlation(m):
-    at, g, bt = transforms(m)
-    n = m + 2
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (6, 3), (3, 2), (5, 2), (7, 2)])
+def test_float_transforms_compute_2d_correlation(m, r):
+    at, g, bt = transforms(m, r)
+    n = m + r - 1
     rng = np.random.default_rng(m)
-    d, w = rng.standard_normal((n, n)), rng.standard_normal((3, 3))
+    d, w = rng.standard_normal((n, n)), rng.standard_normal((r, r))
     y = at @ ((g @ w @ g.T) * (bt @ d @ bt.T)) @ at.T  # (m, m)
-    expected = np.array([[np.sum(d[i:i + 3, j:j + 3] * w) for j in range(m)] for i in range(m)])
+    expected = np.array([[np.sum(d[i:i + r, j:j + r] * w) for j in range(m)] for i in range(m)])
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 

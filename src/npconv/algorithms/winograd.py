@@ -1,8 +1,10 @@
-"""``winograd``: 3x3 stride-1 convolutions by Winograd minimal filtering F(m x m, 3 x 3).
+"""``winograd``: 3x3 and 2x2 stride-1 convolutions by Winograd minimal filtering F(m x m, r x r).
 
-Each ``m x m`` output tile comes from an ``n x n`` input tile (``n = m + 2``) with ``n^2``
-multiplications per channel pair instead of ``9 m^2`` (Lavin & Gray 2016): 2.25x fewer
-for F(2,3), 4x for F(4,3), 5.06x for F(6,3)::
+Each ``m x m`` output tile comes from an ``n x n`` input tile (``n = m + r - 1``) with
+``n^2`` multiplications per channel pair instead of ``r^2 m^2`` (Lavin & Gray 2016): 2.25x
+fewer for F(2,3), 4x for F(4,3), 5.06x for F(6,3).  The three variants are named by their
+3x3 tiles and keep the tile size ``n`` for 2x2 kernels: F(3,2), F(5,2), F(7,2), 2.25x,
+2.78x and 3.06x fewer (the sub-pixel phases of 4x4/2 transposed convolutions)::
 
     out_tile[o] = AT ( sum_c  U[:, :, c, o] * V[:, :, c] ) AT^T
     U = G w[o, c] G^T     (weights, n x n)      V = BT d_c BT^T     (input tile, n x n)
@@ -193,10 +195,10 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
 
 def transform_weight(weight, groups, m):
     """U (n*n, G, Cg, Og) = G w G^T for every (output, input) channel pair, in float64 then cast."""
-    _, g_mat, _ = transforms(m)
-    n = m + 2
-    out_channels, cg = weight.shape[:2]
-    u = np.tensordot(g_mat, weight.astype(np.float64), axes=([1], [2]))  # (n, O, Cg, 3)
+    out_channels, cg, r = weight.shape[:3]
+    _, g_mat, _ = transforms(m, r)
+    n = m + r - 1
+    u = np.tensordot(g_mat, weight.astype(np.float64), axes=([1], [2]))  # (n, O, Cg, r)
     u = np.tensordot(u, g_mat, axes=([3], [1]))  # (n, O, Cg, n)
     u = u.reshape(n, groups, out_channels // groups, cg, n)  # (n, G, Og, Cg, n)
     u = u.transpose(0, 4, 1, 3, 2)  # (n, n, G, Cg, Og)
@@ -215,18 +217,25 @@ def _splits_channels(geom, tiles):
 
 
 class Winograd(Algorithm):
-    """F(m x m, 3 x 3) for one fixed m (``winograd2``, ``winograd4``, ``winograd6``)."""
+    """F(m x m, 3 x 3) for one fixed m (``winograd2``, ``winograd4``, ``winograd6``), and on
+    the same ``n = m + 2`` tiles F((m+1) x (m+1), 2 x 2)."""
 
     def __init__(self, m, accuracy):
         self.m = m
+        self.tile = m + 2
         self.name = f"winograd{m}"
         self.accuracy = accuracy
+
+    def sizes(self, geom):
+        """``(m, r)`` for ``geom``: its output tile's size on this variant's tiles, and its kernel's."""
+        r = geom.kernel[0]
+        return self.tile - r + 1, r
 
     def why_unsupported(self, geom):
         if geom.rank != 2:
             return f"it handles 2 spatial dims, got {geom.rank}"
-        if geom.kernel != (3, 3):
-            return f"it needs a 3x3 kernel, got {geom.kernel}"
+        if geom.kernel not in ((3, 3), (2, 2)):
+            return f"it needs a 3x3 or 2x2 kernel, got {geom.kernel}"
         if geom.stride != (1, 1):
             return f"it needs stride 1, got {geom.stride}"
         if geom.dilation != (1, 1):
@@ -239,9 +248,9 @@ class Winograd(Algorithm):
         size, as far as every thread's block fits the other half of the larger of that limit
         and U (within the workspace cap): a layer whose transformed weights outweigh its output
         holds that much memory anyway, and each of its blocks streams all of U."""
-        n, item = self.m + 2, geom.dtype.itemsize
-        tiles_h, tiles_w = _tiles(geom, self.m)
-        padded_image = (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
+        (m, r), n, item = self.sizes(geom), self.tile, geom.dtype.itemsize
+        tiles_h, tiles_w = _tiles(geom, m)
+        padded_image = (tiles_h * m + r - 1) * (tiles_w * m + r - 1) * geom.in_channels * item
         images = max(1, min(geom.batch, scratch_limit(geom) // 2 // padded_image))
         weight = n * n * geom.in_per_group * geom.out_channels * item
         scratch = max(scratch_limit(geom), min(weight, get_workspace_limit()))
@@ -253,16 +262,16 @@ class Winograd(Algorithm):
     def _block_outputs(self, geom, images):
         """M's values per tile in a thread's block: every output channel, or where the threads
         share them out (:func:`_splits_channels`), a thread's share."""
-        if _splits_channels(geom, images * math.prod(_tiles(geom, self.m))):
+        if _splits_channels(geom, images * math.prod(_tiles(geom, self.sizes(geom)[0]))):
             return geom.groups * -(-geom.out_per_group // get_num_threads())
         return geom.out_channels
 
     def workspace_bytes(self, geom):
         """The padded chunk, every thread's block of V and M, and U."""
-        n, item = self.m + 2, geom.dtype.itemsize
-        tiles_h, tiles_w = _tiles(geom, self.m)
+        (m, r), n, item = self.sizes(geom), self.tile, geom.dtype.itemsize
+        tiles_h, tiles_w = _tiles(geom, m)
         images, tiles = self._plan(geom)
-        padded = images * (tiles_h * self.m + 2) * (tiles_w * self.m + 2) * geom.in_channels * item
+        padded = images * (tiles_h * m + r - 1) * (tiles_w * m + r - 1) * geom.in_channels * item
         per_tile = n * n * (geom.in_channels + self._block_outputs(geom, images)) * item
         blocks = get_num_threads() * tiles * per_tile
         weights = n * n * geom.in_per_group * geom.out_channels * item
@@ -272,12 +281,12 @@ class Winograd(Algorithm):
         """GEMMs, plus per tile block U streamed once and NumPy's per-matrix cost, plus the
         transforms (per value, and per group and row), plus the input's copy (read and written,
         on all threads).  With the output channels shared out, every thread transforms every tile."""
-        n, item = self.m + 2, geom.dtype.itemsize
+        (m, _), n, item = self.sizes(geom), self.tile, geom.dtype.itemsize
         images, block = self._plan(geom)
-        tiles = geom.batch * math.prod(_tiles(geom, self.m))
+        tiles = geom.batch * math.prod(_tiles(geom, m))
         threads = get_num_threads()
         outputs = geom.out_per_group
-        splits = _splits_channels(geom, images * math.prod(_tiles(geom, self.m)))
+        splits = _splits_channels(geom, images * math.prod(_tiles(geom, m)))
         if splits:
             outputs = -(-outputs // threads)  # each thread: every tile, its share of U
             blocks = threads * -(-tiles // block)
@@ -290,18 +299,18 @@ class Winograd(Algorithm):
         return (gemm_seconds(gemm_flops, block, outputs, geom.in_per_group)
                 + blocks * (share / COPY_BYTES_PER_SECOND + n * n * geom.groups * SECONDS_PER_MATMUL)
                 + (transformed * TRANSFORM_SECONDS_PER_VALUE
-                   + tiles * geom.groups * n * (n + self.m) * TRANSFORM_SECONDS_PER_GROUP_ROW) / threads
+                   + tiles * geom.groups * n * (n + m) * TRANSFORM_SECONDS_PER_GROUP_ROW) / threads
                 + 2 * geom.batch * geom.in_channels * math.prod(geom.in_size) * item / COPY_BYTES_PER_SECOND / threads)
 
     def run(self, x, weight, geom, out):
-        m, n = self.m, self.m + 2
-        at, _, bt = (coefficients(mat, geom.dtype) for mat in transforms(m))
+        (m, r), n = self.sizes(geom), self.tile
+        at, _, bt = (coefficients(mat, geom.dtype) for mat in transforms(m, r))
         u = WEIGHT_CACHE.get(weight, (self.name, geom.groups), lambda: transform_weight(weight, geom.groups, m))
         (top, _), (left, _) = geom.padding
         tiles_h, tiles_w = _tiles(geom, m)
         images, block = self._plan(geom)
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
-        xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
+        xp = np.zeros((images, tiles_h * m + r - 1, tiles_w * m + r - 1, geom.in_channels), dtype=geom.dtype)
         seconds = self.estimated_seconds(geom)
         for n0 in range(0, geom.batch, images):
             nb = min(images, geom.batch - n0)
@@ -331,7 +340,7 @@ class Winograd(Algorithm):
     def _gradient_images(self, geom):
         """Images per chunk of :meth:`weight_gradient`: their transformed input and output
         gradient (``n^2 (C_in + C_out)`` values per tile) within :func:`.base.scratch_limit`."""
-        n, tiles = self.m + 2, math.prod(_tiles(geom, self.m))
+        n, tiles = self.tile, math.prod(_tiles(geom, self.sizes(geom)[0]))
         image_bytes = tiles * n * n * (geom.in_channels + geom.out_channels) * geom.dtype.itemsize
         return max(1, min(geom.batch, scratch_limit(geom) // image_bytes))
 
@@ -341,12 +350,12 @@ class Winograd(Algorithm):
         ResNet-50's 3x3 layers at batch 8), plus adding each chunk's ``(n^2, C_out, Cg)``
         products into the sum: far more than the weight when chunks are few tiles of many
         channels.  At batch 1 it ran up to 1.7x slower than this predicts."""
-        n, chunks = self.m + 2, -(-geom.batch // self._gradient_images(geom))
+        n, chunks = self.tile, -(-geom.batch // self._gradient_images(geom))
         products = n * n * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
         return 2 * self.estimated_seconds(geom) + 3 * chunks * products / COPY_BYTES_PER_SECOND
 
     def weight_gradient(self, x, grad, geom):
-        """The weight gradient (C_out, Cg, 3, 3): the adjoint of the forward's map from U.
+        """The weight gradient (C_out, Cg, r, r): the adjoint of the forward's map from U.
 
         Per tile the forward computes ``Y = AT (U . V) AT^T`` with ``U = G w G^T``, so
         ``dL/dU = sum_tiles (AT^T dY AT) . V`` -- per transform point a GEMM over the tiles,
@@ -357,14 +366,14 @@ class Winograd(Algorithm):
         chunk's tiles, so no thread keeps a sum of its own).
         ``x`` (N, C_in, H, W) and ``grad`` (N, C_out, OH, OW): C-contiguous, ``geom.dtype``.
         """
-        m, n = self.m, self.m + 2
-        at, g_mat, bt = transforms(m)
+        (m, r), n = self.sizes(geom), self.tile
+        at, g_mat, bt = transforms(m, r)
         a_mat, bt = (coefficients(mat, geom.dtype) for mat in (at.T, bt))
         (top, _), (left, _) = geom.padding
         tiles_h, tiles_w = _tiles(geom, m)
         images = self._gradient_images(geom)
         groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
-        xp = np.zeros((images, tiles_h * m + 2, tiles_w * m + 2, geom.in_channels), dtype=geom.dtype)
+        xp = np.zeros((images, tiles_h * m + r - 1, tiles_w * m + r - 1, geom.in_channels), dtype=geom.dtype)
         gp = np.zeros((images, tiles_h * m, tiles_w * m, geom.out_channels), dtype=geom.dtype)
         v = np.empty((n * n, groups, images * tiles_h * tiles_w, cg), dtype=geom.dtype)  # (n^2, G, T, Cg)
         mg = np.empty((n * n, groups, images * tiles_h * tiles_w, og), dtype=geom.dtype)  # (n^2, G, T, Og)
@@ -392,15 +401,15 @@ class Winograd(Algorithm):
 
             run_pieces(transform, split(tiles, threads), seconds=seconds)
             run_pieces(multiply, split(n * n, threads), seconds=seconds)
-        g_t = np.ascontiguousarray(g_mat.T.astype(geom.dtype))  # (3, n)
+        g_t = np.ascontiguousarray(g_mat.T.astype(geom.dtype))  # (r, n)
         with single_threaded_blas():
-            gz = (g_t @ z.reshape(n, -1)).reshape(3, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, axes swapped
-            gw = (g_t @ gz).reshape(3, 3, geom.out_channels, cg)  # (G^T Z G)^T: (j, i, C_out, Cg)
-        return np.ascontiguousarray(gw.transpose(2, 3, 1, 0))  # (C_out, Cg, 3, 3)
+            gz = (g_t @ z.reshape(n, -1)).reshape(r, n, -1).transpose(1, 0, 2).reshape(n, -1)  # G^T Z, axes swapped
+            gw = (g_t @ gz).reshape(r, r, geom.out_channels, cg)  # (G^T Z G)^T: (j, i, C_out, Cg)
+        return np.ascontiguousarray(gw.transpose(2, 3, 1, 0))  # (C_out, Cg, r, r)
 
 
 class WinogradAuto(Algorithm):
-    """``winograd``: F(m, 3) with m picked by size among the ones the precision policy allows."""
+    """``winograd``: the variant picked by size among the ones the precision policy allows."""
 
     name = "winograd"
     accuracy = "high"

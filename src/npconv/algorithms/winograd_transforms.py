@@ -21,8 +21,9 @@ the infinity point adds a last column to AT, a last row to G and the coefficient
 ``prod_l (x - a_l)`` as BT's last row.  Everything is exact (``fractions.Fraction``) and
 :func:`check_transforms` verifies the identity on integer data before any use.
 
-The points are the usual small ones: 0, +-1, +-2, +-1/2.  F(6, 3) needs +-1/2, whose
-powers spread the matrices' magnitudes and make it the least accurate of the three.
+The points are the usual small ones, the first ``n - 1`` of 0, 1, -1, 2, -2, 1/2, -1/2:
+the tile size ``n`` sets them, whatever the filter.  The 8-point tiles (F(6, 3), F(7, 2))
+need +-1/2, whose powers spread the matrices' magnitudes and make them the least accurate.
 """
 
 import functools
@@ -31,11 +32,7 @@ from fractions import Fraction
 
 import numpy as np
 
-POINTS = {
-    2: (0, 1, -1),
-    4: (0, 1, -1, 2, -2),
-    6: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)),
-}
+POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
 
 
 def _poly_from_roots(roots):
@@ -81,7 +78,8 @@ def check_transforms(m, r, at, g, bt):
 
 @functools.lru_cache(maxsize=None)
 def transforms(m, r=3):
-    """Checked float64 ``(AT (m, n), G (n, r), BT (n, n))`` of F(m, r)."""
-    at, g, bt = cook_toom(m, r, POINTS[m])
+    """Checked float64 ``(AT (m, n), G (n, r), BT (n, n))`` of F(m, r), from the first
+    ``n - 1 = m + r - 2`` of POINTS."""
+    at, g, bt = cook_toom(m, r, POINTS[: m + r - 2])
     check_transforms(m, r, at, g, bt)
     return tuple(np.array(mat, dtype=np.float64) for mat in (at, g, bt))
