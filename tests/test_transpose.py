@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import npconv
 from npconv.errors import UnsupportedAlgorithmError
+from npconv.geometry import conv_transpose_geometry
+from npconv.transpose import is_reached, phase_grid, subpixel_geometries
 
 from .conftest import per_dim, tolerance
 
@@ -195,6 +197,31 @@ def test_every_conv_algorithm_runs_the_phases(rng):
                 assert name not in ("direct", "im2col"), exc
                 continue
             np.testing.assert_allclose(actual, expected, err_msg=name, **tolerance(np.float32, w.shape))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("kernel, stride, padding, dilation, stacked", [
+    (4, 2, 1, 1, True),  # DCGAN: 2x2 sub-kernels, the phases shifted by one on the grid
+    (2, 2, 0, 1, True),  # U-Net: 1x1 sub-kernels, no shift
+    (4, 2, 3, 1, True),  # padding beyond the kernel's reach: phases crop the input
+    (6, 3, (1, 2), 1, True),  # three phases per dim, asymmetric padding
+    (4, 2, 1, 3, True),  # dilation: the sub-kernels dilated
+    (3, 2, 1, 1, False),  # 2 and 1 taps: one convolution per phase
+])
+def test_stacked_phases(rng, rank, kernel, stride, padding, dilation, stacked):
+    """Phases whose sub-kernels are one size run as one convolution on a common grid, with
+    each group's outputs phase by phase; others phase by phase.  Both equal torch."""
+    padding = [padding] * rank if isinstance(padding, tuple) else padding
+    x, w, b = inputs(rng, rank, cin=4, cout_per_group=3, groups=2, kernel=kernel, size=(6, 5, 4)[:rank])
+    geom = conv_transpose_geometry("test", x.shape, w.shape, b.shape, stride=stride, padding=padding,
+                                   output_padding=0, groups=2, dilation=dilation, output_size=None,
+                                   dtype=np.dtype(np.float64))
+    reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
+    convs = subpixel_geometries(geom)
+    assert len(convs) == (1 if stacked else len(reached))
+    if stacked:
+        assert convs[0].out_channels == len(reached) * geom.out_channels
+    check(x, w, b, algos=("subpixel",), stride=stride, padding=padding, groups=2, dilation=dilation)
 
 
 def test_any_rank_through_the_phases(rng):

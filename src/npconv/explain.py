@@ -40,7 +40,7 @@ from .col2im import why_unsupported as why_col2im_unsupported
 from .config import get_precision, get_workspace_limit
 from .dtypes import conv_arrays
 from .geometry import conv_geometry, conv_transpose_geometry, int_tuple
-from .transpose import auto_path, is_reached, phase_geometry, phase_grid, subpixel_seconds
+from .transpose import auto_path, is_reached, phase_grid, subpixel_geometries, subpixel_seconds
 
 
 @dataclass(frozen=True)
@@ -218,20 +218,25 @@ def _winograd_savings(geom):
 
 def _transposed_choice(geom):
     """The path ``auto`` takes (col2im, or sub-pixel stride-1 convolutions by their own ``auto``
-    choices) and both paths' modelled times; the sub-pixel workspace is its largest phase's."""
-    phases = [phase_geometry(geom, phase) for phase in phase_grid(geom) if is_reached(phase)]
-    chosen = [select("conv_transpose", g, "auto") for g in phases]
-    subpixel_workspace = max((alg.workspace_bytes(g) for alg, g in zip(chosen, phases)), default=0)
+    choices) and both paths' modelled times; the sub-pixel workspace is its largest
+    convolution's, plus that convolution's output where it is copied into place (strides)."""
+    convs = subpixel_geometries(geom)
+    chosen = [select("conv_transpose", g, "auto") for g in convs]
+    staged = any(s > 1 for s in geom.stride)
+    subpixel_workspace = max((alg.workspace_bytes(g) + staged * math.prod(g.out_shape) * g.dtype.itemsize
+                              for alg, g in zip(chosen, convs)), default=0)
     reason = why_col2im_unsupported(geom)
     candidates = (
         Candidate("col2im", None, None, f"unsupported: {reason}") if reason
         else Candidate("col2im", col2im_seconds(geom), col2im_workspace_bytes(geom), None),
-        Candidate("subpixel", subpixel_seconds(geom, phase_grid(geom)), subpixel_workspace, None),
+        Candidate("subpixel", subpixel_seconds(geom), subpixel_workspace, None),
     )
     if auto_path(geom) == "col2im":
         return "col2im", col2im_workspace_bytes(geom), candidates, ()
-    names = sorted({alg.name for alg in chosen})
-    return f"subpixel ({len(phases)} phases: {', '.join(names)})", subpixel_workspace, candidates, ()
+    names = ", ".join(sorted({alg.name for alg in chosen}))
+    phases = sum(map(is_reached, phase_grid(geom)))
+    how = "stacked in one convolution" if len(convs) < phases else "phases"
+    return f"subpixel ({phases} {how}: {names})", subpixel_workspace, candidates, ()
 
 
 def _dims(shape):

@@ -15,9 +15,11 @@ import numba
 from threadpoolctl import ThreadpoolController
 
 # A helper thread starts on its piece 50-130 us after being called on this VM: work modelled
-# below this many seconds runs on the calling thread alone (150 us measured no better on the
-# 1x1 and depthwise layers of the benchmark suite).
-SPLIT_ABOVE_SECONDS = 300e-6
+# below this many seconds runs on the calling thread alone.  It was 300 us while the cost
+# models counted GEMMs at 180 GFLOP/s, not 300 (see .algorithms.base): the same real time.
+# At 300 us with the faster GEMMs, MobileNetV2's 1x1 backward at 28x28 and 14x14 stayed on one
+# thread and ran 25% slower.
+SPLIT_ABOVE_SECONDS = 180e-6
 
 _pool = None
 _pool_lock = threading.Lock()

@@ -30,6 +30,15 @@ Phases that no tap reaches (kernel smaller than the stride) are just the bias.  
 needs no separate path: with ``g = gcd(s, d)``, only phases divisible by ``g`` are
 reached, through every ``(s/g)``-th tap at dilation ``d/g``.
 
+Stacked phases.  Where the reached phases' sub-kernels are all the same size (every phase
+of a kernel divisible by the stride: DCGAN's 4x4/2 has four 2x2 ones, U-Net's 2x2/2 four
+1x1 ones), they differ only in their padding, so one stride-1 convolution on a grid that
+covers them all computes every phase at once: its output channels are the phases'
+sub-kernels side by side (per group), and each phase's outputs are a shifted window of it
+(:func:`stacked_grid`).  The phases then share one pass over the input -- one im2col, one
+Winograd input transform -- and their GEMMs are one, ``s^d`` times wider.  A 4x4/2 layer
+on an 8x8 input computes a 9x9 grid for its four 8x8 phases.
+
 col2im + GEMM (:mod:`npconv.col2im`, ranks 1 to 3): one GEMM multiplies every input value
 by every tap, then the products are added into the output.  It multiplies no padding
 zeros at all, which wins where the sub-pixel convolutions would be mostly padding (a 4x4
@@ -217,10 +226,11 @@ def phase_grid(geom):
     return list(itertools.product(*per_dim))
 
 
-def phase_geometry(geom, phase):
-    """The stride-1 :class:`ConvGeometry` of one reached phase."""
+def phase_geometry(geom, phase, stacked=1):
+    """The stride-1 :class:`ConvGeometry` of one reached phase (or of ``stacked`` phases on a
+    grid from :func:`stacked_grid`)."""
     return ConvGeometry(
-        batch=geom.batch, in_channels=geom.in_channels, out_channels=geom.out_channels, groups=geom.groups,
+        batch=geom.batch, in_channels=geom.in_channels, out_channels=geom.out_channels * stacked, groups=geom.groups,
         in_size=tuple(len(range(geom.in_size[dim])[p.crop]) for dim, p in enumerate(phase)),
         kernel=tuple(len(range(k)[p.taps]) for k, p in zip(geom.kernel, phase)),
         stride=(1,) * geom.rank, dilation=tuple(p.dilation for p in phase), padding=tuple(p.pad for p in phase),
@@ -233,12 +243,53 @@ def is_reached(phase):
     return all(p.taps is not None for p in phase)
 
 
-def subpixel_seconds(geom, phases):
-    """The cost models' time for the phases' convolutions, plus checking the cached sub-kernels
+def stacked_grid(geom, reached):
+    """One stride-1 grid on which every reached phase is a window, as a tuple of :class:`_Phase1d`
+    (``taps`` only gives the sub-kernel's size) -- or None where there is one phase, or their
+    sub-kernels differ in size or dilation.
+
+    Per dim, phase ``p`` reads the input padded by ``lo_p`` (negative: cropped) for its
+    ``count_p`` outputs; the grid pads by ``lo = max lo_p``, so phase ``p``'s output ``u`` is
+    the grid's ``u + lo - lo_p``, and is as long as the last of those windows needs.
+    """
+    if len(reached) < 2:
+        return None
+    grid = []
+    for dim, (size, kernel) in enumerate(zip(geom.in_size, geom.kernel)):
+        ones = [phase[dim] for phase in reached]
+        shapes = {(len(range(kernel)[p.taps]), p.dilation) for p in ones}
+        if len(shapes) > 1:
+            return None
+        (taps, dilation), = shapes
+        lows = [_low(p) for p in ones]
+        lo = max(lows)
+        count = max(lo - low + p.count for low, p in zip(lows, ones))
+        hi = count - size - lo + (taps - 1) * dilation
+        crop = slice(max(0, -lo), min(size, size + hi))
+        grid.append(_Phase1d(0, count, slice(0, taps), dilation, crop, (max(lo, 0), max(hi, 0))))
+    return tuple(grid)
+
+
+def _low(phase_1d):
+    """The low padding of a phase's (or grid's) convolution before cropping: negative where it crops."""
+    return phase_1d.pad[0] - phase_1d.crop.start
+
+
+def subpixel_geometries(geom):
+    """The stride-1 geometries the sub-pixel path runs: the stacked phases' one, or each reached
+    phase's."""
+    reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
+    grid = stacked_grid(geom, reached)
+    if grid is not None:
+        return [phase_geometry(geom, grid, len(reached))]
+    return [phase_geometry(geom, phase) for phase in reached]
+
+
+def subpixel_seconds(geom):
+    """The cost models' time for the sub-pixel convolutions, plus checking the cached sub-kernels
     (reading the weight and its snapshot) and copying the phases' outputs into place (one
     thread, reading and writing)."""
-    convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g)
-                for g in (phase_geometry(geom, phase) for phase in phases if is_reached(phase)))
+    convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
     copies = any(s > 1 for s in geom.stride) * 4 * math.prod(geom.out_shape) * geom.dtype.itemsize
     return convs + (2 * weight_bytes + copies) / COPY_BYTES_PER_SECOND
@@ -253,26 +304,46 @@ def auto_path(geom):
 @functools.lru_cache(maxsize=1024)
 def _auto_path(geom, threads, workspace_limit, precision):
     """:func:`auto_path`, remembered per geometry and the settings the cost models read (0.15 ms each)."""
-    if why_col2im_unsupported(geom) is None and col2im_seconds(geom) < subpixel_seconds(geom, phase_grid(geom)):
+    if why_col2im_unsupported(geom) is None and col2im_seconds(geom) < subpixel_seconds(geom):
         return "col2im"
     return "subpixel"
 
 
 def _subpixel(x, weight, bias, geom, algo):
-    """The sub-pixel path: each phase's outputs from one stride-1 :func:`npconv.conv`."""
+    """The sub-pixel path: each phase's outputs from one stride-1 :func:`npconv.conv`, or all of
+    them from one on their :func:`stacked_grid`."""
     phases = phase_grid(geom)
     reached = [phase for phase in phases if is_reached(phase)]
-    kernels = iter(_sub_kernels(weight, geom, reached))
+    grid = stacked_grid(geom, reached)
+    if grid is not None:
+        stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)
+        results = iter(stacked[(slice(None), slice(None), i, slice(None),
+                                *(slice(_low(g) - _low(p), _low(g) - _low(p) + p.count) for g, p in zip(grid, phase)))]
+                       .reshape(geom.batch, geom.out_channels, *(p.count for p in phase))  # (N, C_out, *counts)
+                       for i, phase in enumerate(reached))
+    else:
+        kernels = iter(_sub_kernels(weight, geom, reached))
+        results = (_phase_conv(x, next(kernels), bias, geom, phase, algo) for phase in reached)
     if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
-        return _phase_conv(x, next(kernels), bias, geom, phases[0], algo)
+        return next(results)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     for phase in phases:
         region = (slice(None), slice(None), *(slice(p.offset, None, s) for p, s in zip(phase, geom.stride)))
         if is_reached(phase):
-            out[region] = _phase_conv(x, next(kernels), bias, geom, phase, algo)
+            out[region] = next(results)
         else:
             out[region] = 0 if bias is None else bias.reshape(-1, *(1,) * geom.rank)  # (C_out, 1, ...)
     return out
+
+
+def _stacked_phases(x, weight, bias, geom, reached, grid, algo):
+    """All reached phases on their grid, (N, G, P, Og, *grid counts): one convolution whose output
+    channels are each group's ``Og`` outputs phase by phase."""
+    count, groups, og = len(reached), geom.groups, geom.out_per_group
+    kernel = _sub_kernels(weight, geom, reached, stacked=True)  # (G*P*Og, Cg, *taps)
+    tiled = None if bias is None else np.broadcast_to(bias.reshape(groups, 1, og), (groups, count, og)).ravel()
+    out = _phase_conv(x, kernel, tiled, geom, grid, algo)  # (N, G*P*Og, *counts)
+    return out.reshape(geom.batch, groups, count, og, *out.shape[2:])
 
 
 def _phase_conv(x, sub_kernel, bias, geom, phase, algo):
@@ -284,9 +355,11 @@ def _phase_conv(x, sub_kernel, bias, geom, phase, algo):
     )
 
 
-def _sub_kernels(weight, geom, reached):
+def _sub_kernels(weight, geom, reached, stacked=False):
     """Each reached phase's convolution kernel (C_out, Cg, *taps): its taps, flipped, in/out
-    channels swapped within each group.  Made in one buffer, cached for this weight.
+    channels swapped within each group.  Made in one buffer, cached for this weight.  With
+    ``stacked`` (the kernels all one size), one kernel (G*P*Og, Cg, *taps): each group's
+    outputs phase by phase.
     """
     if not reached:
         return []
@@ -301,10 +374,15 @@ def _sub_kernels(weight, geom, reached):
             .reshape(geom.out_channels, cg, *geom.kernel)  # (C_out, Cg, *kernel), a copy
         )
         spatial = tuple(range(2, 2 + geom.rank))
-        return np.concatenate([np.flip(conv_weight[(slice(None), slice(None), *(p.taps for p in phase))], spatial)
-                               .ravel() for phase in reached])
+        subs = [np.flip(conv_weight[(slice(None), slice(None), *(p.taps for p in phase))], spatial) for phase in reached]
+        if stacked:  # P x (C_out, Cg, *taps) -> (G, P, Og, Cg, *taps)
+            return np.stack([sub.reshape(groups, og, *sub.shape[1:]) for sub in subs], axis=1).ravel()
+        return np.concatenate([sub.ravel() for sub in subs])
 
-    key = ("conv_transpose:subpixel", groups, tuple((p.taps.start, p.taps.step) for phase in reached for p in phase))
+    key = ("conv_transpose:subpixel", groups, stacked,
+           tuple((p.taps.start, p.taps.step) for phase in reached for p in phase))
     flat = WEIGHT_CACHE.get(weight, key, make)
+    if stacked:
+        return flat.reshape(len(reached) * geom.out_channels, *shapes[0][1:])
     ends = np.cumsum([math.prod(shape) for shape in shapes])
     return [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes)]

@@ -7,9 +7,12 @@ import numpy as np
 from ..config import get_workspace_limit
 from ..errors import UnsupportedAlgorithmError
 
-# Machine constants of the cost models, measured on this 2-core Zen 4 (AVX-512) with both
+# Machine constants of the cost models, measured on this 2-core machine (AVX-512) with both
 # cores busy (see PERFORMANCE.md and benchmarks/): they rank algorithms, nothing more.
-GEMM_FLOPS_PER_SECOND = 180e9  # large float32 GEMMs (sgemm peak about 200)
+# Large float32 GEMMs: `npconv bench` measures an sgemm peak of 315-377 GFLOP/s here (180e9,
+# from the first machine, ranked col2im behind the sub-pixel path on DCGAN layers where it
+# ran 10-15% faster; auto's choices over the conv suite did not change).
+GEMM_FLOPS_PER_SECOND = 300e9
 COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
 GEMM_FULL_SPEED_DIM = 32  # a GEMM whose smallest dim is below this loses speed about in proportion
 
