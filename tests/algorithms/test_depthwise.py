@@ -54,7 +54,7 @@ def test_grouped_declines_with_reason(groups, cin, cout, reason):
         REGISTRY["grouped"].check(geom)
 
 
-@pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2)])
+@pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2), (2, 4, 38)])  # 4, 3, 1, 19 outputs per group
 @pytest.mark.parametrize("stride", [1, 2])
 def test_grouped_matches_torch(rng, groups, cin, cout, stride):
     x, w, b = random_conv_inputs(rng, (2, cin, 9, 10), (cout, cin // groups, 3, 3), dtype=np.float32)
