@@ -14,7 +14,10 @@ from ..errors import UnsupportedAlgorithmError
 # ran 10-15% faster; auto's choices over the conv suite did not change).
 GEMM_FLOPS_PER_SECOND = 300e9
 COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
-GEMM_FULL_SPEED_DIM = 32  # a GEMM whose smallest dim is below this loses speed about in proportion
+# A GEMM whose smallest dim is below this loses speed about in proportion: OpenBLAS runs 16 and
+# 32 rows at 74 and 111 GFLOP/s a core (32 groups of im2col GEMMs), large ones at 150-190.
+# (At 32, auto ran ResNeXt's 16-channel groups on im2col, 1.25-1.4x slower than the direct kernel.)
+GEMM_FULL_SPEED_DIM = 48
 
 
 # Scratch memory an algorithm may plan for, below the workspace limit: about the output's

@@ -37,10 +37,11 @@ from ..parallel import run_pieces, split, threads_for
 from .base import Algorithm, as_3d
 
 # The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
-# ResNeXt's grouped layers, roughly): multiply-adds; each pass over an output plane (up to
-# nine kernel offsets of one input channel), which dominates on 7x7 planes of many channels
-# per group; moving each plane into its phases or out of ``acc``, per plane and per value.
-MACS_PER_SECOND = 30e9
+# ResNeXt's grouped layers, roughly): multiply-adds (44-86 G/s measured on ResNeXt's grouped
+# layers once outputs went in pairs); each pass over an output plane (up to nine kernel offsets
+# of one input channel), which dominates on 7x7 planes of many channels per group; moving each
+# plane into its phases or out of ``acc``, per plane and per value.
+MACS_PER_SECOND = 60e9
 SECONDS_PER_PASS = 40e-9
 SECONDS_PER_PLANE = 0.1e-6
 SECONDS_PER_PLANE_VALUE = 0.3e-9
