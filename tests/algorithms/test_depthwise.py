@@ -1,11 +1,14 @@
-"""depthwise and grouped specifics: which geometries they take; channel multipliers, odd strides, stride phases."""
+"""depthwise and grouped specifics: which geometries they take; channel multipliers, odd strides, stride phases,
+images stacked in the phases."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
 import npconv
-from npconv.algorithms import REGISTRY, select
+from npconv.algorithms import REGISTRY, depthwise, select
 from npconv.algorithms.depthwise import weight_gradient
 from npconv.geometry import conv_geometry
 
@@ -95,3 +98,18 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
                             padding_mode="zeros", dtype=np.dtype(np.float64))
     np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
+
+
+@pytest.mark.parametrize("images", [1, 2, 5])
+@pytest.mark.parametrize("x_shape, w_shape, params", PHASE_CASES[:5])
+def test_images_stacked_in_the_phases(rng, monkeypatch, images, x_shape, w_shape, params):
+    """One image a unit, two (the last of three stacks holding one), or all five, per phase:
+    each image's outputs read only its own part of the phases."""
+    x_shape = (5, *x_shape[1:])
+    x, w, b = random_conv_inputs(rng, x_shape, w_shape)
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, "padding": 0, **params},
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    monkeypatch.setattr(depthwise, "STACK_VALUES", images * math.prod(depthwise._phase_shape(geom)))
+    assert depthwise._images(geom) == images
+    algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
+    assert_matches_torch(npconv.conv(x, w, b, algo=algo, **params), x, w, b, **params)

@@ -20,7 +20,8 @@ every offset is one shift of one flattened phase::
 The inner loops run over whole planes, not over output rows (7 values wide in MobileNet's
 last stages), at unit stride whatever the convolution's stride, and vectorise (a 3x3
 kernel's nine offsets in one pass); the ``Wq - Wo`` columns of each row computed for
-nothing are then dropped.  The weight gradient
+nothing are then dropped.  Small planes of several images go one after another in each
+phase (as if stacked along D), so that one pass runs over all of them.  The weight gradient
 is the same shifts as dot products with the output gradient laid out like ``acc``; the input
 gradient, the adjoint, reads that output gradient through the negated shifts into the
 phases and copies them back (:func:`flat_input_gradient_kernel`).
@@ -49,6 +50,10 @@ SECONDS_PER_PLANE_VALUE = 0.3e-9
 # plane's move into its phases (ResNeXt's 4 to 32 outputs per group; a 3x3/2 layer of 8 ran
 # 3x slower moving planes per output).
 OUTPUT_BLOCK = 16
+# Images the forward kernel lays one after another in its phases, so that each pass runs over
+# about this many values: a pass costs ~40 ns to set up, as much as ~800 values of work, and
+# a 7x7 output is 63 (9 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
+STACK_VALUES = 800
 
 
 def _phase_shape(geom):
@@ -229,40 +234,49 @@ def _dot_shifted(sums, g, src, starts):
 
 
 @njit(cache=True, nogil=True)
-def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, first, last):
+def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, last):
     """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
-    with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is an image's
-    block of up to OUTPUT_BLOCK output channels of one group: each of the group's input
-    planes is moved into its phases once for the whole block, and with nine kernel offsets
-    its outputs take that plane two at a time (:func:`_add_shifted_pair`)."""
+    with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is a block of
+    up to OUTPUT_BLOCK output channels of one group for up to ``images`` images: each of the
+    group's input planes is moved into its phases once for the whole block, the images' one
+    after another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and with nine
+    kernel offsets the block's outputs take them two at a time (:func:`_add_shifted_pair`)."""
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     out_per_group = out_channels // groups
     blocks = -(-out_per_group // OUTPUT_BLOCK)
     hq, wq = phase[1], phase[2]
-    offsets = _tap_offsets(w.shape[2:], stride, dilation, phase)
+    image = phase[0] * hq * wq  # an image's share of each phase
+    stacked = np.array((images * phase[0], hq, wq))  # the phases with the images one after another
+    offsets = _tap_offsets(w.shape[2:], stride, dilation, stacked)
     weights = w.reshape(out_channels, cg, offsets.size)
-    length = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of the last output, plus 1
-    xp = np.zeros(stride[0] * stride[1] * stride[2] * phase[0] * hq * wq, dtype=x.dtype)
-    acc = np.empty((min(OUTPUT_BLOCK, out_per_group), length), dtype=x.dtype)
-    copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase), x.reshape(x.size), x[0, 0].size
+    last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
+    xp = np.zeros(stride[0] * stride[1] * stride[2] * images * image, dtype=x.dtype)
+    acc = np.empty((min(OUTPUT_BLOCK, out_per_group), (images - 1) * image + last_output), dtype=x.dtype)
+    copies, flat, size = _row_copies(x.shape[2:], stride, pad, stacked), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     for unit in range(first, last):
-        n, g, block = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
-        o0 = g * out_per_group + block * OUTPUT_BLOCK
-        count = min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
+        stack, g, block = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
+        n0, o0 = stack * images, g * out_per_group + block * OUTPUT_BLOCK
+        nb, count = min(images, x.shape[0] - n0), min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
+        length = (nb - 1) * image + last_output
         for j in range(count):
             for q in range(length):  # a loop: a slice assignment costs ~50 ns a call
                 acc[j, q] = 0
         for c in range(cg):
-            _move_plane(flat, (n * x.shape[1] + g * cg + c) * size, xp, copies, stride[2], True)
+            for b in range(nb):  # image b's part of each phase starts b * image in
+                _move_plane(flat, ((n0 + b) * x.shape[1] + g * cg + c) * size, xp[b * image :], copies, stride[2],
+                            True)
             pairs = count // 2 if offsets.size == 9 else 0
             for j in range(0, 2 * pairs, 2):
-                _add_shifted_pair(acc[j], acc[j + 1], xp, offsets, weights[o0 + j, c], weights[o0 + j + 1, c])
+                _add_shifted_pair(acc[j, :length], acc[j + 1, :length], xp, offsets, weights[o0 + j, c],
+                                  weights[o0 + j + 1, c])
             for j in range(2 * pairs, count):
-                _add_shifted(acc[j], xp, offsets, weights[o0 + j, c])
+                _add_shifted(acc[j, :length], xp, offsets, weights[o0 + j, c])
         for j in range(count):
-            _move_output(out_flat, (n * out_channels + o0 + j) * out_plane, acc[j], 0, out.shape[2:], hq, wq, False)
+            for b in range(nb):
+                _move_output(out_flat, ((n0 + b) * out_channels + o0 + j) * out_plane, acc[j], b * image,
+                             out.shape[2:], hq, wq, False)
 
 
 @njit(cache=True, nogil=True)
@@ -338,19 +352,18 @@ class Depthwise(Algorithm):
         return None
 
     def workspace_bytes(self, geom):
-        """Per busy thread, the kernel's buffers: one input plane in its stride phases and a
-        block of output planes laid out as ``acc`` (each at most a phase's size)."""
-        phase, block = math.prod(_phase_shape(geom)), min(OUTPUT_BLOCK, geom.out_per_group)
-        threads = min(get_num_threads(), geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK))
-        return threads * (math.prod(geom.stride) + block) * phase * geom.dtype.itemsize
+        """Per busy thread, the kernel's buffers: a stack of input planes in their stride phases
+        and a block of output planes laid out as ``acc`` (each at most a phase's size)."""
+        phase, block, images = math.prod(_phase_shape(geom)), min(OUTPUT_BLOCK, geom.out_per_group), _images(geom)
+        threads = min(get_num_threads(), _units(geom))
+        return threads * (math.prod(geom.stride) + block) * images * phase * geom.dtype.itemsize
 
     def estimated_seconds(self, geom):
         return _seconds(geom)
 
     def run(self, x, weight, geom, out):
         inp, w, outp = _shapes_3d(geom)
-        units = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK)
-        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, units)
+        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, _units(geom), (_images(geom),))
 
     def weight_gradient(self, x, grad, geom):
         """The direct kernel's backward: :func:`weight_gradient`."""
@@ -366,26 +379,39 @@ def _shapes_3d(geom):
             (geom.batch, geom.out_channels, *lead, *geom.out_size))
 
 
+def _images(geom):
+    """Images the forward kernel stacks in its phases: their planes together about STACK_VALUES."""
+    return max(1, min(geom.batch, STACK_VALUES // math.prod(_phase_shape(geom))))
+
+
+def _units(geom):
+    """The forward kernel's units: per stack of images, group and block of output channels."""
+    return -(-geom.batch // _images(geom)) * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK)
+
+
 def _seconds(geom):
-    """The forward kernel's cost model: the multiply-adds, the passes over output planes and the
-    planes it moves (each unit's input planes, each output plane), shared by the threads."""
+    """The forward kernel's cost model: the multiply-adds, the passes over output planes (per
+    stack of images) and the planes it moves (each unit's input planes, each output plane),
+    shared by the threads."""
     def moves(planes, size):
         return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
 
     inputs = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK) * geom.in_per_group
     taps = math.prod(geom.kernel)  # passes per input plane and output as _add_shifted makes them
     outputs = -(-geom.out_per_group // 2) * geom.groups if taps == 9 else geom.out_channels  # in pairs
-    passes = geom.batch * outputs * geom.in_per_group * (taps // 9 + taps % 9 // 3 + taps % 3)
+    stacks = -(-geom.batch // _images(geom))
+    passes = stacks * outputs * geom.in_per_group * (taps // 9 + taps % 9 // 3 + taps % 3)
     copies = moves(inputs, geom.in_size) + moves(geom.batch * geom.out_channels, geom.out_size)
     return geom.macs / MACS_PER_SECOND + (passes * SECONDS_PER_PASS + copies) / get_num_threads()
 
 
-def _run(kernel, arrays, geom, count):
-    """``kernel(*arrays, groups, stride, dilation, pad, phase, first, last)`` over ``count`` planes
-    (or channels), shared out among the threads -- in one call when the work stays on the
-    calling thread (:func:`npconv.parallel.run_pieces`)."""
+def _run(kernel, arrays, geom, count, extra=()):
+    """``kernel(*arrays, groups, stride, dilation, pad, phase, *extra, first, last)`` over ``count``
+    units, planes or channels, shared out among the threads -- in one call when the work stays
+    on the calling thread (:func:`npconv.parallel.run_pieces`)."""
     params, seconds = _plan(geom, get_num_threads())
-    run_pieces(lambda span: kernel(*arrays, *params, *span), split(count, threads_for(seconds)), seconds=seconds)
+    run_pieces(lambda span: kernel(*arrays, *params, *extra, *span), split(count, threads_for(seconds)),
+               seconds=seconds)
 
 
 @functools.lru_cache(maxsize=1024)
