@@ -101,7 +101,10 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
 
 
 @pytest.mark.parametrize("images", [1, 2, 5])
-@pytest.mark.parametrize("x_shape, w_shape, params", PHASE_CASES[:5])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    *PHASE_CASES[:5],
+    ((1, 2, 5, 3, 3), (2, 1, 2, 1, 1), dict(stride=(2, 1, 1), groups=2)),  # depth 5: its last row unread
+])
 def test_images_stacked_in_the_phases(rng, monkeypatch, images, x_shape, w_shape, params):
     """One image a unit, two (the last of three stacks holding one), or all five, per phase:
     each image's outputs read only its own part of the phases."""
