@@ -316,23 +316,23 @@ def _subpixel(x, weight, bias, geom, algo):
     reached = [phase for phase in phases if is_reached(phase)]
     grid = stacked_grid(geom, reached)
     if grid is not None:
-        stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)
-        results = iter(stacked[(slice(None), slice(None), i, slice(None),
-                                *(slice(_low(g) - _low(p), _low(g) - _low(p) + p.count) for g, p in zip(grid, phase)))]
-                       .reshape(geom.batch, geom.out_channels, *(p.count for p in phase))  # (N, C_out, *counts)
-                       for i, phase in enumerate(reached))
+        stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)  # (N, G, P, Og, *grid counts)
+        results = (stacked[(slice(None), slice(None), i, slice(None),
+                            *(slice(_low(g) - _low(p), _low(g) - _low(p) + p.count) for g, p in zip(grid, phase)))]
+                   for i, phase in enumerate(reached))
     else:
         kernels = iter(_sub_kernels(weight, geom, reached))
+        if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
+            return _phase_conv(x, next(kernels), bias, geom, phases[0], algo)
         results = (_phase_conv(x, next(kernels), bias, geom, phase, algo) for phase in reached)
-    if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
-        return next(results)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     for phase in phases:
-        region = (slice(None), slice(None), *(slice(p.offset, None, s) for p, s in zip(phase, geom.stride)))
-        if is_reached(phase):
-            out[region] = next(results)
+        region = out[(slice(None), slice(None), *(slice(p.offset, None, s) for p, s in zip(phase, geom.stride)))]
+        if is_reached(phase):  # (N, C_out, *counts) as a view (N, G, Og, *counts): one copy from either
+            region.reshape(geom.batch, geom.groups, geom.out_per_group, *region.shape[2:])[...] = \
+                next(results).reshape(geom.batch, geom.groups, geom.out_per_group, *region.shape[2:])
         else:
-            out[region] = 0 if bias is None else bias.reshape(-1, *(1,) * geom.rank)  # (C_out, 1, ...)
+            region[...] = 0 if bias is None else bias.reshape(-1, *(1,) * geom.rank)  # (C_out, 1, ...)
     return out
 
 
@@ -341,9 +341,10 @@ def _stacked_phases(x, weight, bias, geom, reached, grid, algo):
     channels are each group's ``Og`` outputs phase by phase."""
     count, groups, og = len(reached), geom.groups, geom.out_per_group
     kernel = _sub_kernels(weight, geom, reached, stacked=True)  # (G*P*Og, Cg, *taps)
+    # (C_out,) -> (G, 1, Og) -> (G, P, Og) -> (G*P*Og,): each phase's block gets the bias
     tiled = None if bias is None else np.broadcast_to(bias.reshape(groups, 1, og), (groups, count, og)).ravel()
     out = _phase_conv(x, kernel, tiled, geom, grid, algo)  # (N, G*P*Og, *counts)
-    return out.reshape(geom.batch, groups, count, og, *out.shape[2:])
+    return out.reshape(geom.batch, groups, count, og, *out.shape[2:])  # (N, G, P, Og, *counts)
 
 
 def _phase_conv(x, sub_kernel, bias, geom, phase, algo):
