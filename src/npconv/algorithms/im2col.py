@@ -146,16 +146,25 @@ def fill_seconds(geom):
     return rows * (positions * FILL_SECONDS_PER_VALUE + positions // geom.out_size[-1] * FILL_SECONDS_PER_ROW)
 
 
+def position_bytes(geom):
+    """Scratch bytes of one output position of one image in a chunk: its column (``C_in * K``
+    values) and, where the columns are gathered, its ``K`` int32s of the gather's table
+    (counted per image, though a chunk's images share them)."""
+    kvol = math.prod(geom.kernel)
+    table = 4 * kvol if fill_kernel(geom) is gather_columns else 0
+    return geom.in_channels * kvol * geom.dtype.itemsize + table
+
+
 def chunking(geom, limit, threads=1):
     """``(images, positions, threads)``: the chunk, and how many threads fill chunks at once.
 
     The threads' chunks together stay within ``limit`` bytes whenever one column
-    (``C_in * K`` values) fits it, using fewer threads if need be; each chunk is at most
+    (:func:`position_bytes`) fits it, using fewer threads if need be; each chunk is at most
     ``CHUNK_BYTES``.  A chunk holds whole images when one fits, else part of one; with
     fewer images than threads an image's positions are split so every thread has work.
     A chunk of several images also counts its GEMM's output (:func:`chunk_bytes`).
     """
-    column_bytes = geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+    column_bytes = position_bytes(geom)
     positions = math.prod(geom.out_size)
     threads = max(1, min(threads, limit // column_bytes))
     limit = min(limit // threads, CHUNK_BYTES)
@@ -168,10 +177,10 @@ def chunking(geom, limit, threads=1):
 
 
 def chunk_bytes(geom, images, positions):
-    """Scratch bytes of one chunk: its columns, and for several images the GEMM's output
-    (images side by side), which is then copied into place."""
-    values = geom.in_channels * math.prod(geom.kernel) + (geom.out_channels if images > 1 else 0)
-    return images * positions * values * geom.dtype.itemsize
+    """Scratch bytes of one chunk: its columns (:func:`position_bytes`), and for several images
+    the GEMM's output (images side by side), which is then copied into place."""
+    staged = geom.out_channels * geom.dtype.itemsize if images > 1 else 0
+    return images * positions * (position_bytes(geom) + staged)
 
 
 class Im2col(Algorithm):
