@@ -116,3 +116,27 @@ def test_images_stacked_in_the_phases(rng, monkeypatch, images, x_shape, w_shape
     assert depthwise._images(geom) == images
     algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
     assert_matches_torch(npconv.conv(x, w, b, algo=algo, **params), x, w, b, **params)
+
+
+@pytest.mark.parametrize("width, padding", [(21, 1), (20, 0), (19, (2, 1))])
+def test_stride_2_rows_copied_in_pairs(rng, width, padding):
+    """Rows of 8 or more values per column phase go into both phases in one pass, the longer
+    phase's last value alone; forward, input and weight gradients all move planes that way."""
+    x_shape, w_shape = (2, 3, 5, width), (3, 1, 3, 3)
+    pairs = (((0, 0), padding) if isinstance(padding, tuple) else ((padding, padding),) * 2)
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, stride=2, padding=pairs, dilation=1, groups=3,
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    params = depthwise._plan(geom, 1)[0]
+    singles, paired = depthwise._row_copies(np.array((1, 5, width)), params[1], params[3], params[4])
+    assert paired.shape[0] > 0 and np.all(paired[:, 3] >= depthwise.PAIR_VALUES)
+    x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
+    y = npconv.conv(x, w, stride=2, padding=pairs, groups=3, algo="depthwise")
+    grad = rng.standard_normal(y.shape)
+    xt, wt = torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs)), requires_grad=True), torch.tensor(w, requires_grad=True)
+    expected = torch.nn.functional.conv2d(xt, wt, stride=2, groups=3)
+    expected.backward(torch.tensor(grad))
+    np.testing.assert_allclose(y, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    grad_x, grad_w, _ = npconv.conv_backward(grad, x, w, stride=2, padding=pairs, groups=3, bias=False)
+    crop = (slice(None), slice(None), *(slice(lo, lo + n) for (lo, _), n in zip(pairs, x_shape[2:])))
+    np.testing.assert_allclose(grad_x, xt.grad.numpy()[crop], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad_w, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
