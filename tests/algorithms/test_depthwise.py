@@ -105,7 +105,7 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
     *PHASE_CASES[:5],
     ((1, 2, 5, 3, 3), (2, 1, 2, 1, 1), dict(stride=(2, 1, 1), groups=2)),  # depth 5: its last row unread
 ])
-def test_images_stacked_in_the_phases(rng, monkeypatch, images, x_shape, w_shape, params):
+def test_images_stacked_in_the_phases(rng, monkeypatch, request, images, x_shape, w_shape, params):
     """One image a unit, two (the last of three stacks holding one), or all five, per phase:
     each image's outputs read only its own part of the phases."""
     x_shape = (5, *x_shape[1:])
@@ -113,6 +113,8 @@ def test_images_stacked_in_the_phases(rng, monkeypatch, images, x_shape, w_shape
     geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, "padding": 0, **params},
                             padding_mode="zeros", dtype=np.dtype(np.float64))
     monkeypatch.setattr(depthwise, "STACK_VALUES", images * math.prod(depthwise._phase_shape(geom)))
+    depthwise._images.cache_clear()  # remembered per geometry: forget it before and after
+    request.addfinalizer(depthwise._images.cache_clear)
     assert depthwise._images(geom) == images
     algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
     assert_matches_torch(npconv.conv(x, w, b, algo=algo, **params), x, w, b, **params)

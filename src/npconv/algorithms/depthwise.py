@@ -434,8 +434,10 @@ def _shapes_3d(geom):
             (geom.batch, geom.out_channels, *lead, *geom.out_size))
 
 
+@functools.lru_cache(maxsize=1024)
 def _images(geom):
-    """Images the forward kernel stacks in its phases: their planes together about STACK_VALUES."""
+    """Images the forward kernel stacks in its phases: their planes together about STACK_VALUES
+    (remembered per geometry: worked out per call, it cost a 0.1 ms call 6 us)."""
     return max(1, min(geom.batch, STACK_VALUES // math.prod(_phase_shape(geom))))
 
 
