@@ -256,8 +256,9 @@ def test_empty_batch(rng, algo):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("algo", PATHS)
-def test_dtypes(rng, dtype, algo):
-    x, w, b = inputs(rng, 2, dtype=dtype)
+@pytest.mark.parametrize("kernel", [3, 4], ids=["phases", "stacked"])
+def test_dtypes(rng, dtype, algo, kernel):
+    x, w, b = inputs(rng, 2, dtype=dtype, kernel=kernel)
     check(x, w, b, algos=(algo,), stride=2, padding=1)
 
 
@@ -268,9 +269,10 @@ def test_mixed_dtypes_promote(rng):
 
 
 @pytest.mark.parametrize("algo", PATHS)
-def test_inputs_unmodified_and_views_accepted(rng, algo):
+@pytest.mark.parametrize("kernel", [3, 4], ids=["phases", "stacked"])
+def test_inputs_unmodified_and_views_accepted(rng, algo, kernel):
     """Non-contiguous, Fortran-ordered and byte-swapped inputs work and are left as they were."""
-    base, w, b = inputs(rng, 2, size=(10, 8))
+    base, w, b = inputs(rng, 2, size=(10, 8), kernel=kernel)
     x = base[:, :, ::2, 1::2]  # (2, 4, 5, 4), strided
     wf, bs = np.asfortranarray(w), b.astype(">f8")
     before = [a.copy() for a in (base, wf, bs)]
