@@ -35,6 +35,7 @@ from numba import njit, uint64
 
 from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
+from . import depthwise_same
 from .base import Algorithm, as_3d
 
 # The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
@@ -408,7 +409,10 @@ class Depthwise(Algorithm):
 
     def workspace_bytes(self, geom):
         """Per busy thread, the kernel's buffers: a stack of input planes in their stride phases
-        and a block of output planes laid out as ``acc`` (each at most a phase's size)."""
+        and a block of output planes laid out as ``acc`` (each at most a phase's size).  On
+        :mod:`.depthwise_same`'s path, its offsets and masks (kept per geometry)."""
+        if depthwise_same.applies(geom):
+            return sum(table.nbytes for table in depthwise_same.taps(geom)[:3])
         phase, block, images = math.prod(_phase_shape(geom)), min(OUTPUT_BLOCK, geom.out_per_group), _images(geom)
         threads = min(get_num_threads(), _units(geom))
         return threads * (math.prod(geom.stride) + block) * images * phase * geom.dtype.itemsize
@@ -417,6 +421,9 @@ class Depthwise(Algorithm):
         return _seconds(geom)
 
     def run(self, x, weight, geom, out):
+        if depthwise_same.applies(geom):
+            depthwise_same.run(x, weight, out, geom, get_num_threads())
+            return
         inp, w, outp = _shapes_3d(geom)
         _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, _units(geom), (_images(geom),))
 
@@ -449,7 +456,10 @@ def _units(geom):
 def _seconds(geom):
     """The forward kernel's cost model: the multiply-adds, the passes over output planes (per
     stack of images) and the planes it moves (each unit's input planes, each output plane),
-    shared by the threads."""
+    shared by the threads; :mod:`.depthwise_same`'s where it applies."""
+    if depthwise_same.applies(geom):
+        return depthwise_same.seconds(geom, get_num_threads())
+
     def moves(planes, size):
         return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
 
@@ -511,6 +521,10 @@ def input_gradient(grad, weight, geom):
 
     ``grad`` (N, C_out, *out_size) and ``weight`` are C-contiguous arrays of ``geom.dtype``.
     """
+    if depthwise_same.applies(geom) and geom.out_per_group == 1:
+        gx = np.empty((geom.batch, geom.in_channels, *geom.in_size), dtype=geom.dtype)
+        depthwise_same.run(grad, weight, gx, geom, get_num_threads(), adjoint=True)
+        return gx
     inp, w, outp = _shapes_3d(geom)
     gx = np.zeros(inp, dtype=geom.dtype)
     _run(flat_input_gradient_kernel, (grad.reshape(outp), weight.reshape(w), gx), geom, geom.batch * geom.in_channels)
