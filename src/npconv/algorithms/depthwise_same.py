@@ -26,9 +26,11 @@ from numba import njit, uint64
 
 from ..parallel import run_pieces, split, threads_for
 
-# One thread's time per output value and kernel offset: 0.06-0.09 ns measured on 3x3 layers
-# of MobileNetV2, 7x7 to 112x112 planes.
-SECONDS_PER_TAP = 0.08e-9
+# One thread's time per output value and kernel offset, and per plane a pass goes over: fitted
+# to MobileNetV2's 3x3 layers, 7x7 to 112x112 planes at batch 1 and 8 (0.050-0.10 ns per
+# offset and value measured, the most on 7x7 planes).
+SECONDS_PER_TAP = 0.052e-9
+SECONDS_PER_PLANE_PASS = 21e-9
 
 
 def applies(geom):
@@ -183,8 +185,12 @@ def masked_taps_kernel(x, w, out, offsets, masks, multiplier, full, first, last)
 
 
 def seconds(geom, threads):
-    """The kernel's cost model: every output value's offsets, shared by ``threads``."""
-    return math.prod(geom.out_shape) * math.prod(geom.kernel) * SECONDS_PER_TAP / threads
+    """The kernel's cost model: every output value's offsets and each pass over each plane
+    (one per nine offsets or fewer), shared by ``threads``."""
+    taps = math.prod(geom.kernel)
+    passes = taps // 9 + taps % 9
+    planes = geom.batch * geom.out_channels
+    return (math.prod(geom.out_shape) * taps * SECONDS_PER_TAP + planes * passes * SECONDS_PER_PLANE_PASS) / threads
 
 
 def run(x, w, out, geom, threads, adjoint=False):
