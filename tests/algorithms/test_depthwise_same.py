@@ -1,5 +1,5 @@
 """depthwise's path for outputs the input's size: which geometries take it, its masked offsets,
-forward and input gradient against torch, planes shared out mid-image, non-finite inputs."""
+forward and gradients against torch, planes and channels shared out mid-image, non-finite inputs."""
 
 import numpy as np
 import pytest
@@ -66,20 +66,21 @@ def test_offsets_and_masks_read_a_padded_plane(kernel, dilation, pairs, full):
     ((1, 3, 5, 5), (3, 1, 2, 2), dict(padding=((1, 0), (0, 1)))),  # even kernel, asymmetric padding
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_and_input_gradient_match_torch(rng, x_shape, w_shape, params, dtype):
+def test_forward_and_gradients_match_torch(rng, x_shape, w_shape, params, dtype):
     geom = geometry(x_shape, w_shape, **params)
     assert depthwise_same.applies(geom)
     x, w, b = random_conv_inputs(rng, x_shape, w_shape, dtype=dtype)
     y = npconv.conv(x, w, b, groups=x_shape[1], algo="depthwise", **params)
     assert_matches_torch(y, x, w, b, groups=x_shape[1], **params)
-    if w_shape[0] == x_shape[1]:  # multiplier 1: the input gradient through the negated offsets
-        check_conv(rng, x_shape, w_shape, dtype=dtype, groups=x_shape[1], **params)
+    needs = ("input", "weight", "bias") if w_shape[0] == x_shape[1] else ("weight", "bias")  # input: multiplier 1
+    check_conv(rng, x_shape, w_shape, dtype=dtype, needs=needs, groups=x_shape[1], **params)
 
 
 @pytest.mark.parametrize("multiplier", [1, 3])
-def test_planes_shared_out_mid_image(rng, multiplier):
-    """Pieces that start and stop inside an image and between one input channel's outputs
-    follow their planes' channels and images from where they start."""
+def test_planes_and_channels_shared_out_mid_image(rng, multiplier):
+    """Forward pieces that start and stop inside an image and between one input channel's
+    outputs follow their planes' channels and images from where they start; weight gradient
+    pieces, between one input channel's outputs."""
     x_shape, w_shape = (3, 4, 6, 5), (4 * multiplier, 1, 3, 3)
     geom = geometry(x_shape, w_shape, padding=1)
     x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
@@ -90,6 +91,14 @@ def test_planes_shared_out_mid_image(rng, multiplier):
         depthwise_same.masked_taps_kernel(x.reshape(-1), np.ascontiguousarray(w.reshape(w.shape[0], -1)[:, order]),
                                           out.reshape(-1), offsets, masks, multiplier, full, first, last)
     assert_matches_torch(out, x, w, padding=1, groups=4)
+    grad = rng.standard_normal(out.shape)
+    gw = np.full((w_shape[0], 9), np.nan)
+    for first, last in ((0, 2), (2, w_shape[0])):
+        depthwise_same.masked_taps_weight_gradient_kernel(x.reshape(-1), grad.reshape(-1), gw, offsets, masks,
+                                                          multiplier, first, last)
+    wt = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), wt, padding=1, groups=4).backward(torch.tensor(grad))
+    np.testing.assert_allclose(gw, wt.grad.numpy().reshape(w_shape[0], 9)[:, order], rtol=1e-10, atol=1e-12)
 
 
 def test_a_non_finite_input_stays_in_its_plane(rng):

@@ -508,7 +508,10 @@ class GroupedDirect(Depthwise):
 
 def weight_gradient(x, grad, geom):
     """The weight gradient (C_out, Cg, *kernel) of a depthwise or grouped ``geom``: the
-    backward of the forward's kernel, output channels shared out among the threads."""
+    backward of the forward's kernel (:mod:`.depthwise_same`'s where that applies), output
+    channels shared out among the threads."""
+    if depthwise_same.applies(geom):
+        return depthwise_same.weight_gradient(x, grad, geom, get_num_threads())
     inp, w, outp = _shapes_3d(geom)
     gw = np.empty(w, dtype=geom.dtype)
     _run(flat_weight_gradient_kernel, (x.reshape(inp), grad.reshape(outp), gw), geom, geom.out_channels)

@@ -15,7 +15,8 @@ and 7x7 planes, as much as the arithmetic.  The masked loads never read outside 
 so a non-finite input stays in its own plane.
 
 The input gradient (multiplier 1) is the same kernel through the negated offsets: input
-``i`` gathers the output gradient at ``i - offset(t)`` where that lies in the plane.
+``i`` gathers the output gradient at ``i - offset(t)`` where that lies in the plane.  The
+weight gradient is the same masked reads as dot products with the output gradient.
 """
 
 import functools
@@ -184,6 +185,71 @@ def masked_taps_kernel(x, w, out, offsets, masks, multiplier, full, first, last)
             _one_pass(x, w, out, offsets, masks, multiplier, first, last, t, FROM_ZERO)
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def masked_taps_weight_gradient_kernel(x, g, gw, offsets, masks, multiplier, first, last):
+    """Output channels ``first .. last`` of gw (C_out, T), the weight gradient of
+    :func:`masked_taps_kernel` in its offsets' order: per offset, the dot product of the output
+    gradient's planes (g flat, ``(N, C_out, *size)``) with the input planes read through it,
+    nine offsets per pass over the planes, then one."""
+    out_channels, size, count = gw.shape[0], masks.shape[1], offsets.size
+    in_channels, batch = out_channels // multiplier, g.size // (out_channels * size)
+    zero = np.zeros(1, dtype=gw.dtype)[0]
+    for o in range(first, last):
+        for t in range(count):
+            gw[o, t] = 0
+    t = 0
+    while t + 9 <= count:  # the passes outside the planes, as the forward's
+        m0, m1, m2, m3, m4, m5, m6, m7, m8 = (masks[t], masks[t + 1], masks[t + 2], masks[t + 3], masks[t + 4],
+                                              masks[t + 5], masks[t + 6], masks[t + 7], masks[t + 8])
+        for o in range(first, last):
+            for n in range(batch):
+                src, dst = (n * in_channels + o // multiplier) * size, (n * out_channels + o) * size
+                s0, s1, s2, s3, s4 = (src + offsets[t], src + offsets[t + 1], src + offsets[t + 2],
+                                      src + offsets[t + 3], src + offsets[t + 4])
+                s5, s6, s7, s8 = src + offsets[t + 5], src + offsets[t + 6], src + offsets[t + 7], src + offsets[t + 8]
+                d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = zero
+                for q in range(size):
+                    v = g[uint64(dst + q)]
+                    if m0[q]:
+                        d0 += v * x[uint64(s0 + q)]
+                    if m1[q]:
+                        d1 += v * x[uint64(s1 + q)]
+                    if m2[q]:
+                        d2 += v * x[uint64(s2 + q)]
+                    if m3[q]:
+                        d3 += v * x[uint64(s3 + q)]
+                    if m4[q]:
+                        d4 += v * x[uint64(s4 + q)]
+                    if m5[q]:
+                        d5 += v * x[uint64(s5 + q)]
+                    if m6[q]:
+                        d6 += v * x[uint64(s6 + q)]
+                    if m7[q]:
+                        d7 += v * x[uint64(s7 + q)]
+                    if m8[q]:
+                        d8 += v * x[uint64(s8 + q)]
+                gw[o, t] += d0
+                gw[o, t + 1] += d1
+                gw[o, t + 2] += d2
+                gw[o, t + 3] += d3
+                gw[o, t + 4] += d4
+                gw[o, t + 5] += d5
+                gw[o, t + 6] += d6
+                gw[o, t + 7] += d7
+                gw[o, t + 8] += d8
+        t += 9
+    for t in range(t, count):
+        m0 = masks[t]
+        for o in range(first, last):
+            for n in range(batch):
+                src, dst = (n * in_channels + o // multiplier) * size, (n * out_channels + o) * size
+                s0, d0 = src + offsets[t], zero
+                for q in range(size):
+                    if m0[q]:
+                        d0 += g[uint64(dst + q)] * x[uint64(s0 + q)]
+                gw[o, t] += d0
+
+
 def seconds(geom, threads):
     """The kernel's cost model: every output value's offsets and each pass over each plane
     (one per nine offsets or fewer), shared by ``threads``."""
@@ -205,3 +271,18 @@ def run(x, w, out, geom, threads, adjoint=False):
     run_pieces(lambda span: masked_taps_kernel(x.reshape(-1), ordered_w, out.reshape(-1), offsets, masks, multiplier,
                                                full, *span),
                split(planes, threads_for(cost)), seconds=cost)
+
+
+def weight_gradient(x, grad, geom, threads):
+    """The weight gradient (C_out, 1, *kernel) of ``geom`` from x (N, C_in, *size) and grad
+    (N, C_out, *size), C-contiguous arrays of one dtype: output channels shared out among the
+    threads, :func:`masked_taps_weight_gradient_kernel`'s offsets put back in C order."""
+    order, offsets, masks, _ = taps(geom)
+    ordered = np.empty((geom.out_channels, offsets.size), dtype=geom.dtype)  # (C_out, T) in the kernel's order
+    cost = seconds(geom, threads)
+    run_pieces(lambda span: masked_taps_weight_gradient_kernel(x.reshape(-1), grad.reshape(-1), ordered, offsets, masks,
+                                                               geom.out_per_group, *span),
+               split(geom.out_channels, threads_for(cost)), seconds=cost)
+    gw = np.empty_like(ordered)
+    gw[:, order] = ordered
+    return gw.reshape(geom.out_channels, 1, *geom.kernel)
