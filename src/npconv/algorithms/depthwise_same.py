@@ -92,6 +92,24 @@ def _planes_next(o, c, j, n, out_channels, multiplier):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _sum_start(x, out, s0, dst, q, w0, zero, start):
+    """Output ``q``'s sum before its pass's offsets (the first one's read included when
+    ``start`` is FROM_FULL_TAP)."""
+    if start == FROM_OUT:
+        return out[uint64(dst + q)]
+    if start == FROM_FULL_TAP:
+        return w0 * x[uint64(s0 + q)]
+    return zero
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nine_starts(src, offsets, t):
+    """The flat starts of offsets ``t .. t + 8`` in the plane starting at ``src``."""
+    return (src + offsets[t], src + offsets[t + 1], src + offsets[t + 2], src + offsets[t + 3], src + offsets[t + 4],
+            src + offsets[t + 5], src + offsets[t + 6], src + offsets[t + 7], src + offsets[t + 8])
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _nine_pass(x, w, out, offsets, masks, multiplier, first, last, t, start):
     """Offsets ``t .. t + 8`` added to the planes ``first .. last`` of out, each sum started as
     ``start`` says (a literal at each call, so each call's loop is compiled for it)."""
@@ -102,18 +120,11 @@ def _nine_pass(x, w, out, offsets, masks, multiplier, first, last, t, start):
     o, c, j, n = _planes_start(first, out_channels, multiplier)
     for p in range(first, last):
         src, dst = (n * (out_channels // multiplier) + c) * size, p * size
-        s0, s1, s2, s3, s4 = (src + offsets[t], src + offsets[t + 1], src + offsets[t + 2], src + offsets[t + 3],
-                              src + offsets[t + 4])
-        s5, s6, s7, s8 = src + offsets[t + 5], src + offsets[t + 6], src + offsets[t + 7], src + offsets[t + 8]
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = _nine_starts(src, offsets, t)
         w0, w1, w2, w3, w4 = w[o, t], w[o, t + 1], w[o, t + 2], w[o, t + 3], w[o, t + 4]
         w5, w6, w7, w8 = w[o, t + 5], w[o, t + 6], w[o, t + 7], w[o, t + 8]
         for q in range(size):
-            if start == FROM_OUT:
-                acc = out[uint64(dst + q)]
-            elif start == FROM_FULL_TAP:
-                acc = w0 * x[uint64(s0 + q)]
-            else:
-                acc = zero
+            acc = _sum_start(x, out, s0, dst, q, w0, zero, start)
             if start != FROM_FULL_TAP and m0[q]:
                 acc += w0 * x[uint64(s0 + q)]
             if m1[q]:
@@ -147,12 +158,7 @@ def _one_pass(x, w, out, offsets, masks, multiplier, first, last, t, start):
         src, dst = (n * (out_channels // multiplier) + c) * size, p * size
         s0, w0 = src + offsets[t], w[o, t]
         for q in range(size):
-            if start == FROM_OUT:
-                acc = out[uint64(dst + q)]
-            elif start == FROM_FULL_TAP:
-                acc = w0 * x[uint64(s0 + q)]
-            else:
-                acc = zero
+            acc = _sum_start(x, out, s0, dst, q, w0, zero, start)
             if start != FROM_FULL_TAP and m0[q]:
                 acc += w0 * x[uint64(s0 + q)]
             out[uint64(dst + q)] = acc
@@ -204,9 +210,7 @@ def masked_taps_weight_gradient_kernel(x, g, gw, offsets, masks, multiplier, fir
         for o in range(first, last):
             for n in range(batch):
                 src, dst = (n * in_channels + o // multiplier) * size, (n * out_channels + o) * size
-                s0, s1, s2, s3, s4 = (src + offsets[t], src + offsets[t + 1], src + offsets[t + 2],
-                                      src + offsets[t + 3], src + offsets[t + 4])
-                s5, s6, s7, s8 = src + offsets[t + 5], src + offsets[t + 6], src + offsets[t + 7], src + offsets[t + 8]
+                s0, s1, s2, s3, s4, s5, s6, s7, s8 = _nine_starts(src, offsets, t)
                 d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = zero
                 for q in range(size):
                     v = g[uint64(dst + q)]
