@@ -41,7 +41,7 @@ def applies(geom):
             and tuple(geom.out_size) == tuple(geom.in_size))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)  # an entry holds a byte per kernel offset and plane value
 def taps(geom, adjoint=False):
     """``(order, offsets, masks, full)``: the kernel offsets as the kernel takes them (indices
     into the C-order ``(*kernel)``), each one's shift in the flattened plane, int64 (T,), and
