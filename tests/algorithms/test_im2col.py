@@ -10,9 +10,11 @@ import npconv
 
 from npconv.algorithms import REGISTRY
 from npconv.algorithms import im2col
-from npconv.algorithms.im2col import chunking, fill_columns, gather_columns, weight_gradient
+from npconv.algorithms.im2col import chunking, fill_columns, gather_columns, splits_outputs, weight_gradient
 from npconv.geometry import conv_geometry
 from npconv.parallel import threads_for
+
+from ..conftest import torch_conv
 
 GEOMETRIES = {
     # name: (x shape, weight shape, params)
@@ -122,6 +124,44 @@ def test_chunking_fits_limit_and_covers_everything(name, dtype, limit, threads):
         for p in range(p0, min(p0 + chunk, positions))
     ]
     assert sorted(covered) == [(n, p) for n in range(geom.batch) for p in range(positions)]
+
+
+def geometry_of(x_shape, w_shape, **params):
+    params = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1, "padding_mode": "zeros", **params}
+    return conv_geometry("test", x_shape, w_shape, None, dtype=np.dtype(np.float64), **params)[0]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, threads, splits", [
+    ((1, 512, 7, 7), (512, 512, 3, 3), 2, True),  # 2 x 256 outputs by 49 positions, not 512 by 25
+    ((1, 512, 7, 7), (512, 512, 3, 3), 1, False),  # one thread: nothing to share
+    ((2, 512, 7, 7), (512, 512, 3, 3), 2, False),  # an image per thread
+    ((1, 256, 14, 14), (256, 256, 3, 3), 2, False),  # 98 positions a thread: GEMMs as fast, the fill shared
+    ((1, 1024, 7, 7), (1024, 32, 3, 3), 2, False),  # 32 groups of 32: 16 outputs a thread would be narrower
+])
+def test_splits_outputs_where_positions_are_few(x_shape, w_shape, threads, splits):
+    geom = geometry_of(x_shape, w_shape, groups=x_shape[1] // w_shape[1])
+    assert splits_outputs(geom, 2**30, threads) == splits
+    assert not splits_outputs(geom, 1024, threads)  # the image's columns over the cap
+    if splits:  # one chunk, the whole image
+        assert chunking(geom, 2**30, threads, split_outputs=True) == (1, math.prod(geom.out_size), threads)
+
+
+@pytest.mark.parametrize("groups, out_channels", [(1, 512), (2, 510)])
+def test_output_split_matches_torch(groups, out_channels, rng):
+    """One image's outputs shared out between two threads (an odd share per group with 510):
+    every output written, equal to torch's."""
+    x = rng.standard_normal((1, 512, 7, 7))
+    w = rng.standard_normal((out_channels, 512 // groups, 3, 3))
+    geom = geometry_of(x.shape, w.shape, groups=groups)
+    old = npconv.get_num_threads()
+    npconv.set_num_threads(2)
+    try:
+        assert splits_outputs(geom, 2**30, threads_for(REGISTRY["im2col"].estimated_seconds(geom)))
+        out = np.full(geom.out_shape, np.nan)
+        REGISTRY["im2col"].run(x, w, geom, out)
+    finally:
+        npconv.set_num_threads(old)
+    np.testing.assert_allclose(out, torch_conv(x, w, padding=1, groups=groups), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", GEOMETRIES)
