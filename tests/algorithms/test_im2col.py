@@ -136,7 +136,8 @@ def geometry_of(x_shape, w_shape, **params):
     ((1, 512, 7, 7), (512, 512, 3, 3), 1, False),  # one thread: nothing to share
     ((2, 512, 7, 7), (512, 512, 3, 3), 2, False),  # an image per thread
     ((1, 256, 14, 14), (256, 256, 3, 3), 2, False),  # 98 positions a thread: GEMMs as fast, the fill shared
-    ((1, 1024, 7, 7), (1024, 32, 3, 3), 2, False),  # 32 groups of 32: 16 outputs a thread would be narrower
+    ((1, 1024, 7, 7), (1024, 32, 3, 3), 2, True),  # 16 groups a thread, 32 outputs by 49 positions, not 25
+    ((1, 512, 14, 14), (512, 16, 3, 3), 2, False),  # 16 outputs by 98 positions: as narrow either way
 ])
 def test_splits_outputs_where_positions_are_few(x_shape, w_shape, threads, splits):
     geom = geometry_of(x_shape, w_shape, groups=x_shape[1] // w_shape[1])
@@ -146,12 +147,14 @@ def test_splits_outputs_where_positions_are_few(x_shape, w_shape, threads, split
         assert chunking(geom, 2**30, threads, split_outputs=True) == (1, math.prod(geom.out_size), threads)
 
 
-@pytest.mark.parametrize("groups, out_channels", [(1, 512), (2, 510)])
-def test_output_split_matches_torch(groups, out_channels, rng):
-    """One image's outputs shared out between two threads (an odd share per group with 510):
-    every output written, equal to torch's."""
-    x = rng.standard_normal((1, 512, 7, 7))
-    w = rng.standard_normal((out_channels, 512 // groups, 3, 3))
+@pytest.mark.parametrize("in_channels, groups, out_channels", [
+    (512, 1, 512), (512, 1, 509),  # the outputs split, unevenly with 509
+    (512, 2, 510), (1024, 32, 1024), (510, 3, 510),  # whole groups, one more for one thread with 3
+])
+def test_output_split_matches_torch(in_channels, groups, out_channels, rng):
+    """One image's outputs shared out between two threads: every output written, equal to torch's."""
+    x = rng.standard_normal((1, in_channels, 7, 7))
+    w = rng.standard_normal((out_channels, in_channels // groups, 3, 3))
     geom = geometry_of(x.shape, w.shape, groups=groups)
     old = npconv.get_num_threads()
     npconv.set_num_threads(2)

@@ -181,21 +181,25 @@ def chunking(geom, limit, threads=1, split_outputs=False):
 
 
 def splits_outputs(geom, limit, threads):
-    """Whether the forward's threads share out one image's output channels, multiplying its
-    columns filled once on one thread, rather than each fill and multiply part of its positions.
+    """Whether the forward's threads share out one image's output channels rather than its
+    positions: each fills and multiplies whole groups where there are enough, else the
+    columns are filled once, on one thread, and each multiplies a share of every group's.
 
-    Only with fewer images than threads and the image's columns within ``limit`` and
+    Only for a batch of one image, its columns within ``limit`` and
     ``CHUNK_BYTES``, where the cost models find it faster: where splitting the positions
     leaves the GEMMs narrow.  ResNet-50's 3x3 layers on 7x7 outputs at batch 1: GEMMs of
     512 outputs by 49 positions ran 1.4x faster on each core than 1024 by 25, while the fill
     on one thread cost more than it saved at 14x14 (GEMMs as fast either way).
     """
     positions, outputs, depth = math.prod(geom.out_size), geom.out_per_group, geom.in_per_group * math.prod(geom.kernel)
-    if threads < 2 or geom.batch >= threads or position_bytes(geom) * positions > min(limit, CHUNK_BYTES):
+    if threads < 2 or geom.batch != 1 or position_bytes(geom) * positions > min(limit, CHUNK_BYTES):
         return False
     fill = fill_seconds(geom)
     by_positions = (gemm_seconds(geom.flops, outputs, -(-positions // threads), depth) + fill) / threads
-    by_outputs = gemm_seconds(geom.flops, -(-outputs // threads), positions, depth) / threads + fill
+    if geom.groups >= threads:
+        by_outputs = (gemm_seconds(geom.flops, outputs, positions, depth) + fill) / threads
+    else:
+        by_outputs = gemm_seconds(geom.flops, -(-outputs // threads), positions, depth) / threads + fill
     return by_outputs < by_positions
 
 
@@ -242,13 +246,21 @@ class Im2col(Algorithm):
         )
         chunks = [(n0, p0) for n0 in range(0, geom.batch, images) for p0 in range(0, positions, chunk)]
         fill = fill_kernel(geom)
-        if len(chunks) == 1 and threads > 1:  # one image, its output channels shared out (splits_outputs)
-            cols = np.empty((rows, 1, positions), dtype=geom.dtype)  # (C*K, 1, P), filled once
-            fill(x3, cols, 0, 0, *params)
-            cols = cols.reshape(groups, cg * kvol, positions)  # (G, Cg*K, P)
-            run_pieces(lambda span: np.matmul(w_groups[:, span[0] : span[1]], cols,
-                                              out=out_groups[0, :, span[0] : span[1]]),  # (G, Og', P)
-                       split(og, threads), seconds=seconds)
+        if len(chunks) == 1 and threads > 1:  # one image, its output channels shared out: splits_outputs
+            cols = np.empty((rows, 1, positions), dtype=geom.dtype)  # (C*K, 1, P)
+            cols_groups = cols.reshape(groups, cg * kvol, positions)  # (G, Cg*K, P)
+            if groups >= threads:  # each thread fills and multiplies its groups
+                def multiply(span):
+                    c0, c1 = span[0] * cg, span[1] * cg
+                    fill(x3[:, c0:c1], cols[c0 * kvol : c1 * kvol], 0, 0, *params)  # (1, C', ...), contiguous
+                    np.matmul(w_groups[span[0] : span[1]], cols_groups[span[0] : span[1]],
+                              out=out_groups[0, span[0] : span[1]])  # (G', Og, P)
+                run_pieces(multiply, split(groups, threads), seconds=seconds)
+            else:  # filled once, then each thread multiplies a share of every group's outputs
+                fill(x3, cols, 0, 0, *params)
+                run_pieces(lambda span: np.matmul(w_groups[:, span[0] : span[1]], cols_groups,
+                                                  out=out_groups[0, :, span[0] : span[1]]),  # (G, Og', P)
+                           split(og, threads), seconds=seconds)
             return
 
         def work(span):
