@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 import npconv
 from npconv.errors import UnsupportedAlgorithmError
 from npconv.geometry import conv_transpose_geometry
-from npconv.transpose import is_reached, phase_grid, subpixel_geometries
+from npconv.parallel import threads_for
+from npconv.transpose import (BIAS, SKIP, is_reached, phase_grid, place_phases, placing_seconds,
+                              subpixel_geometries)
 
 from .conftest import per_dim, tolerance
 
@@ -222,6 +224,52 @@ def test_stacked_phases(rng, rank, kernel, stride, padding, dilation, stacked):
     if stacked:
         assert convs[0].out_channels == len(reached) * geom.out_channels
     check(x, w, b, algos=("subpixel",), stride=stride, padding=padding, groups=2, dilation=dilation)
+
+
+@pytest.mark.parametrize("rank, stride, grid", [(1, (3,), (7,)), (2, (2, 2), (5, 6)), (3, (2, 1, 3), (3, 4, 4))])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_place_phases_against_slices(rng, rank, stride, grid, groups):
+    """Every output from its phase's window of the source, its fill, or left alone -- as NumPy's
+    strided slices give them -- for the planes of the call only."""
+    n, og, count = 2, 3, math.prod(stride) - 1  # the last phase offset: no source
+    out_size = tuple(s * (g - 1) - 1 for s, g in zip(stride, grid))  # windows start at 0 or 1
+    which = np.arange(math.prod(stride))
+    which[-1] = BIAS
+    which[0], which[1] = SKIP, 0  # phase offset 1 reads the source's phase 0; offset 0 skipped
+    starts = rng.integers(0, 2, (count, rank))
+    source = rng.standard_normal((n, groups * count * og, *grid))
+    fill = rng.standard_normal(groups * og)
+    out = rng.standard_normal((n, groups * og, *out_size))
+    expected = out.copy()
+    for index, p in enumerate(which):
+        offsets = np.unravel_index(index, stride)
+        region = (slice(None), slice(None), *(slice(o, None, s) for o, s in zip(offsets, stride)))
+        counts = expected[region].shape[2:]
+        if p == BIAS:
+            expected[region] = fill.reshape(-1, *(1,) * rank)
+        elif p != SKIP:
+            windows = (slice(a, a + c) for a, c in zip(starts[p], counts))
+            window = source.reshape(n, groups, count, og, *grid)[:, :, p, :, *windows]  # (N, G, Og, *counts)
+            expected[region] = window.reshape(n, groups * og, *counts)
+    first, last = 1, 2 * groups * og - 1  # the first and last planes untouched
+    expected[0, 0], expected[-1, -1] = out[0, 0], out[-1, -1]
+    place_phases(source, out, which, starts, np.array(stride), groups, count, fill, first, last)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("kernel", [2, 3], ids=["stacked", "phases"])
+def test_phases_placed_by_two_threads(rng, kernel):
+    """An output large enough to be placed by both threads, planes split between them (3 planes)."""
+    x, w, b = inputs(rng, 2, cin=4, cout_per_group=3, kernel=kernel, size=(144, 144), batch=1)
+    geom = conv_transpose_geometry("test", x.shape, w.shape, b.shape, stride=2, padding=0, output_padding=0,
+                                   groups=1, dilation=1, output_size=None, dtype=np.dtype(np.float64))
+    old = npconv.get_num_threads()
+    npconv.set_num_threads(2)
+    try:
+        assert threads_for(placing_seconds(geom)) == 2
+        check(x, w, b, algos=("subpixel",), stride=2)
+    finally:
+        npconv.set_num_threads(old)
 
 
 def test_any_rank_through_the_phases(rng):
