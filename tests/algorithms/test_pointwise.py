@@ -1,6 +1,5 @@
 """pointwise specifics: which geometries it takes, its workspace, images side by side."""
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -8,6 +7,7 @@ import torch
 import npconv
 from npconv.algorithms import REGISTRY
 from npconv.algorithms.pointwise import stacks
+from npconv import parallel
 from npconv.geometry import conv_geometry
 
 from ..conftest import assert_matches_torch, random_conv_inputs
@@ -68,16 +68,23 @@ def test_images_side_by_side_match_torch(rng, workspace_limit, x_shape, w_shape,
     np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, groups", [
-    ((1, 8, 3, 3), (24, 4, 1, 1), 2),  # 12 outputs per group, 9 positions: the threads split the outputs
-    ((1, 8, 5, 6), (6, 8, 1, 1), 1),  # 30 positions, 6 outputs: the threads split the positions
+@pytest.mark.parametrize("x_shape, w_shape, groups, splits", [
+    ((1, 8, 3, 3), (24, 4, 1, 1), 2, "outputs"),  # 12 outputs per group, 9 positions
+    ((1, 8, 4, 5), (16, 8, 1, 1), 1, "outputs"),  # 16 outputs, 10 positions a thread
+    ((1, 8, 5, 6), (6, 8, 1, 1), 1, "positions"),  # 6 outputs, 15 positions a thread
 ])
-def test_one_image_split_among_threads_matches_torch(rng, x_shape, w_shape, groups):
+def test_one_image_split_among_threads_matches_torch(rng, monkeypatch, x_shape, w_shape, groups, splits):
     """Fewer images than threads: each thread takes a range of output channels or of positions."""
+    monkeypatch.setattr(parallel, "SPLIT_ABOVE_SECONDS", 0)  # split however small
     old = npconv.get_num_threads()
-    npconv.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    npconv.set_num_threads(2)
     try:
         x, w, b = random_conv_inputs(rng, x_shape, w_shape)
+        geom, _ = conv_geometry("test", x.shape, w.shape, None, stride=1, padding=0, dilation=1, groups=groups,
+                                padding_mode="zeros", dtype=np.dtype(np.float64))
+        (_, _, pieces), = POINTWISE._chunks(x, geom, 1.0, split_outputs=True)
+        split = [name for name, part in zip(("images", "outputs", "positions"), pieces[0]) if part != slice(None)]
+        assert len(pieces) == 2 and split == [splits]
         y = npconv.conv2d(x, w, b, groups=groups, algo="pointwise")
     finally:
         npconv.set_num_threads(old)

@@ -59,9 +59,11 @@ class Pointwise(Algorithm):
         """``(n0, src, pieces)`` per chunk of images: ``src`` (nb, G, Cg, P) the chunk's subsampled
         input (a view at stride 1), ``pieces`` (images, outputs, positions) slices splitting it
         among the threads: images where there are enough, else positions, or with
-        ``split_outputs`` the output channels of each group where they outnumber the positions
-        (the threads then read half the weight each, and each GEMM keeps every column); one
-        piece for work modelled at ``seconds`` below the split threshold."""
+        ``split_outputs`` the output channels of each group where they outnumber a thread's
+        share of the positions (the threads then read a share of the weight each, and each GEMM
+        keeps every column: ResNet-50's 128 -> 512 on 28x28 at batch 1 ran 1.23x faster than
+        with its 784 positions split); one piece for work modelled at ``seconds`` below the
+        split threshold."""
         positions, threads = math.prod(geom.out_size), threads_for(seconds)
         sub = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geom.stride)]  # (N, C, *out)
         images = geom.batch if sub.flags.c_contiguous else self._images_per_chunk(geom)
@@ -71,7 +73,7 @@ class Pointwise(Algorithm):
             src = chunk.reshape(len(chunk), geom.groups, geom.in_per_group, positions)  # (nb, G, Cg, P)
             if len(chunk) >= threads:
                 pieces = [(slice(a, b), every, every) for a, b in split(len(chunk), threads)]
-            elif split_outputs and geom.out_per_group >= positions:
+            elif split_outputs and geom.out_per_group * threads >= positions:
                 pieces = [(every, slice(a, b), every) for a, b in split(geom.out_per_group, threads)]
             else:
                 pieces = [(every, every, slice(a, b)) for a, b in split(positions, threads)]
