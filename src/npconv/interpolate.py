@@ -78,6 +78,19 @@ def resize(op, x, size, scale_factor, mode, align_corners):
     return y.astype(result, copy=False)
 
 
+def nearest_repeats(op, x, scale_factor, mode, align_corners):
+    """Check a resize of ``x`` by ``scale_factor`` as :func:`resize` does; return, per spatial
+    dim, the whole number of times it repeats each input value -- or None where it does not
+    (an interpolating mode, or a scale whose nearest indices are not ``j // r``)."""
+    compute, _ = result_dtypes(op, input=x)
+    out_size, taps = _plan(op, x.shape, None, scale_factor, mode, align_corners, compute)
+    repeats = tuple(o // i for i, o in zip(x.shape[2:], out_size))
+    if mode not in NEAREST or any(o != r * i or not np.array_equal(indices[:, 0], np.arange(o) // r)
+                                  for i, o, r, (indices, _) in zip(x.shape[2:], out_size, repeats, taps)):
+        return None
+    return repeats
+
+
 def interpolate_backward(grad_output, input_shape, *, size=None, scale_factor=None, mode="nearest",
                          align_corners=None):
     """The gradient of :func:`interpolate` (same keyword arguments) with respect to its input of ``input_shape``.
