@@ -10,6 +10,11 @@ Target: speed ratio (torch ms / npconv ms) >= 1.0 on the DCGAN 4x4/2 layers and 
 Each layer times auto's choice, both paths forced (``subpixel``, ``col2im``) and torch,
 interleaved in balanced orders (see :func:`balanced_medians`), median of ``--repeats``
 rounds.  It re-executes itself with ``npconv.bench.TIMING_ENV`` set, as ``npconv bench`` does.
+
+A second table times the resize-convolution alternative on the same layers (nearest x2, then
+a "same" 3x3 convolution, no target): ``npconv.upsample_conv``, which runs it as a 4x4/2
+transposed convolution of the box-filtered kernel, against torch's ``interpolate`` then
+``conv2d``.
 """
 
 import argparse
@@ -73,6 +78,20 @@ def main():
               f"{col2im * 1e3:8.2f} {torch_s * 1e3:8.2f} {ratio:6.2f}{'' if target else '  (no target)'}")
     print(f"geometric mean ratio over the targeted layers: {statistics.geometric_mean(targeted):.2f} "
           f"(target >= 1.0 each; lowest {min(targeted):.2f})")
+    print(f"\nresize-convolution: nearest x2 then a 'same' 3x3 convolution (no target)")
+    print(f"{'layer':<22} {'input':>12} {'npconv':>8} {'torch':>8} {'ratio':>6}")
+    for name, n, c_in, size, c_out, k, s, p, _ in LAYERS:
+        if s != 2:
+            continue
+        x = rng.standard_normal((n, c_in, size, size), dtype=np.float32)
+        w = rng.standard_normal((c_out, c_in, 3, 3), dtype=np.float32)
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        ours, theirs = median_seconds([
+            lambda: npconv.upsample_conv(x, w, scale_factor=2),
+            lambda: torch.nn.functional.conv2d(torch.nn.functional.interpolate(tx, scale_factor=2), tw, padding=1),
+        ], args.repeats)
+        print(f"{name.split()[0] + ' ' + name.split()[1]:<22} {f'{n}x{c_in}x{size}x{size}':>12} {ours * 1e3:8.2f} "
+              f"{theirs * 1e3:8.2f} {theirs / ours:6.2f}")
 
 
 if __name__ == "__main__":

@@ -293,3 +293,23 @@ def test_conv_backward_takes_winograds_weight_gradient_where_its_model_says(rng,
     calls.clear()
     npconv.conv_backward(grad, x, w, padding=1, needs="weight")
     assert calls == []
+
+
+def test_cache_trusts_what_it_made(rng, monkeypatch):
+    """A transform of a transform (a view of it included) is found by identity, with no snapshot
+    and no comparison; the arrays the cache made are read-only; and such an entry goes with the
+    entry that made its weight."""
+    cache = WeightCache()
+    w = rng.standard_normal(25)
+    first = cache.get(w, "first", lambda: w * 2)  # 200 bytes and a 200-byte snapshot
+    assert not first.flags.writeable and cache._bytes == 400
+    compared = []
+    monkeypatch.setattr(np, "array_equal", lambda *args: compared.append(args) or True)
+    second = cache.get(first.reshape(5, 5), "second", lambda: first.reshape(5, 5) + 1)
+    assert cache._bytes == 600 and not second.flags.writeable  # no snapshot of ``first``
+    assert cache.get(first.reshape(5, 5), "second", lambda: pytest.fail("made again")) is second
+    assert compared == []
+    cache._drop(next(iter(cache._entries)))  # the first entry: the second goes with it
+    assert len(cache) == 0 and cache._bytes == 0
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 0.0
