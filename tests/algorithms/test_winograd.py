@@ -313,3 +313,31 @@ def test_cache_trusts_what_it_made(rng, monkeypatch):
     assert len(cache) == 0 and cache._bytes == 0
     with pytest.raises(ValueError, match="read-only"):
         first[0] = 0.0
+
+
+def test_concurrent_transposed_calls_through_chained_entries(rng):
+    """Sub-kernels made from each weight, then their Winograd transform made from those (trusted,
+    no snapshot): from several Python threads at once, each result its own weight's."""
+    WEIGHT_CACHE.clear()
+    x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
+    weights = [rng.standard_normal((6, 4, 4, 4)).astype(np.float32) for _ in range(4)]
+    results, errors = {}, []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                results[i] = npconv.conv_transpose2d(x, weights[i], stride=2, padding=1, algo="winograd2")
+        except Exception as exc:  # reported below, with the thread's index
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, w in enumerate(weights):
+        expected = torch.nn.functional.conv_transpose2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                                                        stride=2, padding=1).numpy()
+        np.testing.assert_allclose(results[i], expected, rtol=1e-4, atol=1e-4)
+    assert any(entry[0] is None for entry in WEIGHT_CACHE._entries.values())  # the transforms' entries: trusted
