@@ -70,9 +70,9 @@ def test_nearest_by_whole_factors_runs_as_a_transposed_convolution(rng, monkeypa
 
 
 @pytest.mark.parametrize("params", [
-    {"scale_factor": 2, "stride": 2}, {"scale_factor": 2, "dilation": 2}, {"scale_factor": 2, "padding_mode": "reflect"},
-    {"scale_factor": 2, "padding": 3}, {"scale_factor": 1.5}, {"scale_factor": 2, "mode": "bilinear"},
-    {"scale_factor": 2, "algo": "im2col"},
+    {"scale_factor": 2, "stride": 2}, {"scale_factor": 2, "dilation": 2},
+    {"scale_factor": 2, "padding_mode": "reflect"}, {"scale_factor": 2, "padding": 3}, {"scale_factor": 1.5},
+    {"scale_factor": 2, "mode": "bilinear"}, {"scale_factor": 2, "algo": "im2col"},
 ])
 def test_other_resize_convolutions_resize_first(rng, monkeypatch, params):
     """Where the transposed form does not apply (or an algorithm is named), the input is resized,
