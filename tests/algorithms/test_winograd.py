@@ -193,23 +193,30 @@ def test_concurrent_calls_with_different_weights(rng):
     WEIGHT_CACHE.clear()
     x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
     weights = [rng.standard_normal((8, 8, 3, 3)).astype(np.float32) for _ in range(4)]
+    results = results_from_threads(lambda i: npconv.conv2d(x, weights[i], padding=1, algo="winograd4"), len(weights))
+    for i, w in enumerate(weights):
+        assert_matches_torch(results[i], x, w, padding=1)
+
+
+def results_from_threads(call, count):
+    """``{i: call(i)}``, each call made three times on its own Python thread, all threads at once;
+    fails on any thread's exception, naming the thread."""
     results, errors = {}, []
 
     def worker(i):
         try:
             for _ in range(3):
-                results[i] = npconv.conv2d(x, weights[i], padding=1, algo="winograd4")
+                results[i] = call(i)
         except Exception as exc:  # reported below, with the thread's index
             errors.append((i, exc))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
-    for i, w in enumerate(weights):
-        assert_matches_torch(results[i], x, w, padding=1)
+    return results
 
 
 def test_precision_policy_bounds_what_auto_picks(precision, monkeypatch):
@@ -321,21 +328,8 @@ def test_concurrent_transposed_calls_through_chained_entries(rng):
     WEIGHT_CACHE.clear()
     x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
     weights = [rng.standard_normal((6, 4, 4, 4)).astype(np.float32) for _ in range(4)]
-    results, errors = {}, []
-
-    def worker(i):
-        try:
-            for _ in range(3):
-                results[i] = npconv.conv_transpose2d(x, weights[i], stride=2, padding=1, algo="winograd2")
-        except Exception as exc:  # reported below, with the thread's index
-            errors.append((i, exc))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = results_from_threads(
+        lambda i: npconv.conv_transpose2d(x, weights[i], stride=2, padding=1, algo="winograd2"), len(weights))
     for i, w in enumerate(weights):
         expected = torch.nn.functional.conv_transpose2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
                                                         stride=2, padding=1).numpy()
