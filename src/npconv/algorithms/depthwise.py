@@ -289,7 +289,7 @@ def _dot_shifted(sums, g, src, starts):
         sums[t] += s0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, last):
     """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
     with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is a block of
@@ -335,7 +335,7 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
                              out.shape[2:], hq, wq, False)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase, first, last):
     """Planes ``first .. last`` (of N * C) of gx (N, C, D, H, W), zero on entry: the input
     gradient of :func:`flat_kernel`, its adjoint.  ``out[q] = sum_t w[t] * xq[q + offset(t)]``
