@@ -120,6 +120,53 @@ def test_images_stacked_in_the_phases(rng, monkeypatch, request, images, x_shape
     assert_matches_torch(npconv.conv(x, w, b, algo=algo, **params), x, w, b, **params)
 
 
+# Stride 1: rows and stacked images share their borders where the output still fits a row
+# (``in + max(lo, hi)`` per dim), else keep both (where a pad exceeds the kernel's reach);
+# ranks 1-3, dilation, asymmetric padding.
+SHARED_BORDER_CASES = [
+    ((3, 4, 7, 7), (8, 2, 3, 3), dict(padding=1, groups=2), (1, 8, 8)),
+    ((2, 3, 6, 9), (3, 1, 3, 2), dict(padding=((2, 0), (0, 1)), groups=3), (1, 8, 10)),
+    ((2, 2, 5, 6), (4, 1, 3, 3), dict(padding=((1, 2), (3, 1)), dilation=(2, 1), groups=2), (1, 7, 9)),
+    ((3, 2, 9), (2, 1, 5), dict(padding=((1, 4),), dilation=2, groups=2), (1, 1, 13)),
+    ((2, 2, 4, 5, 6), (4, 1, 2, 3, 3), dict(padding=((2, 2), (1, 1), (0, 1)), groups=2), (8, 6, 7)),  # depth: 2 > k - 1
+    ((2, 4, 6, 6), (4, 2, 3, 3), dict(padding=((3, 3), (0, 0)), groups=2), (1, 12, 6)),  # 3 > k - 1
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, params, phase", SHARED_BORDER_CASES)
+def test_shared_borders_forward_and_gradients_match_torch(rng, monkeypatch, request, x_shape, w_shape, params, phase):
+    """Every image stacked in one phase buffer, so the last one's reads run past the stack's
+    end; an infinite value stays in its own image, as in torch."""
+    x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False)
+    x[0, 0].flat[-1] = np.inf
+    pairs = resolve_padding(params["padding"], x_shape[2:], w_shape[2:])
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    assert tuple(depthwise._phase_shape(geom)) == phase
+    monkeypatch.setattr(depthwise, "STACK_VALUES", x_shape[0] * math.prod(depthwise._phase_shape(geom)))
+    depthwise._images.cache_clear()
+    request.addfinalizer(depthwise._images.cache_clear)
+    algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
+    y = npconv.conv(x, w, algo=algo, **params)
+    grad = rng.standard_normal(y.shape)
+    torch_params = {**params, "padding": 0}  # torch pads symmetrically only: pad explicitly
+    xt, wt = torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs)), requires_grad=True), torch.tensor(w, requires_grad=True)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[len(w_shape) - 3]
+    expected = conv(xt, wt, **torch_params)
+    np.testing.assert_allclose(y, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert np.isfinite(y[1:]).all()
+    finite = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))  # gradients of the images without the inf
+    x, xt = x[finite], torch.tensor(np.pad(x[finite], ((0, 0), (0, 0), *pairs)), requires_grad=True)
+    grad = grad[finite]
+    conv(xt, wt, **torch_params).backward(torch.tensor(grad))
+    geom, _ = conv_geometry("test", x.shape, w_shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(pairs, x_shape[2:]))
+    np.testing.assert_allclose(depthwise.input_gradient(grad, w, geom), xt.grad.numpy()[(..., *crop)],
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("width, padding", [(21, 1), (20, 0), (19, (2, 1))])
 def test_stride_2_rows_copied_in_pairs(rng, width, padding):
     """Rows of 8 or more values per column phase go into both phases in one pass, the longer

@@ -24,7 +24,8 @@ nothing are then dropped.  Small planes of several images go one after another i
 phase (as if stacked along D), so that one pass runs over all of them.  The weight gradient
 is the same shifts as dot products with the output gradient laid out like ``acc``; the input
 gradient, the adjoint, reads that output gradient through the negated shifts into the
-phases and copies them back (:func:`flat_input_gradient_kernel`).
+phases and copies them back (:func:`flat_input_gradient_kernel`).  At stride 1 neighbouring
+rows and images share one zero border (:func:`_phase_shape`), fewer values computed for nothing.
 """
 
 import functools
@@ -61,9 +62,23 @@ PAIR_VALUES = 8
 
 
 def _phase_shape(geom):
-    """``(Dq, Hq, Wq)``: one stride phase of the bordered plane, ``out + d*(k - 1) // s`` per dim."""
-    sizes = zip(geom.out_size, geom.kernel, geom.stride, geom.dilation)
-    return as_3d([o + d * (k - 1) // s for o, k, s, d in sizes], 1)
+    """``(Dq, Hq, Wq)``: one stride phase of the bordered plane, ``out + d*(k - 1) // s`` per dim
+    -- or at stride 1, where the output still fits, ``in + max(lo, hi)``: one border between
+    neighbouring rows (and images) serves as the bottom of one and the top of the next, since a
+    read past a row's end lands in the next row's leading zeros (:func:`_buffer_size`).  On
+    ResNeXt's 7x7 planes at batch 8 that is 21% fewer values to compute, 12% on 14x14."""
+    sizes = zip(geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.dilation, geom.padding)
+    return as_3d([i + max(lo, hi) if s == 1 and min(lo, hi) <= d * (k - 1) else o + d * (k - 1) // s
+                  for i, o, k, s, d, (lo, hi) in sizes], 1)
+
+
+@njit(cache=True, nogil=True)
+def _buffer_size(stride, phase, images, offsets, last_output):
+    """Values of a buffer of ``images`` planes' stride phases, one after another in each phase,
+    that the reads of the last image's outputs (``q < last_output``, through ``offsets``)
+    stay inside: with shared borders (:func:`_phase_shape`) they run past the phases' end."""
+    stacked = stride[0] * stride[1] * stride[2] * images * phase[0] * phase[1] * phase[2]
+    return max(stacked, (images - 1) * phase[0] * phase[1] * phase[2] + last_output + offsets.max())
 
 
 @njit(cache=True, nogil=True)
@@ -307,7 +322,7 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     offsets = _tap_offsets(w.shape[2:], stride, dilation, stacked)
     weights = w.reshape(out_channels, cg, offsets.size)
     last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
-    xp = np.zeros(stride[0] * stride[1] * stride[2] * images * image, dtype=x.dtype)
+    xp = np.zeros(_buffer_size(stride, phase, images, offsets, last_output), dtype=x.dtype)
     acc = np.empty((min(OUTPUT_BLOCK, out_per_group), (images - 1) * image + last_output), dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
@@ -375,7 +390,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
     offsets = _tap_offsets(gw.shape[2:], stride, dilation, phase)
     taps = offsets.size
     length = ((out_d - 1) * hq + out_h - 1) * wq + out_w
-    xp = np.zeros(stride[0] * stride[1] * stride[2] * phase[0] * hq * wq, dtype=x.dtype)
+    xp = np.zeros(_buffer_size(stride, phase, 1, offsets, length), dtype=x.dtype)
     gp = np.zeros(length, dtype=x.dtype)
     sums = np.empty((cg, taps), dtype=gw.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase), x.reshape(x.size), x[0, 0].size
