@@ -88,6 +88,31 @@ def test_nearest_any_rank(rng):
     np.testing.assert_array_equal(out, x[np.ix_([0], [0], *index)])
 
 
+# Input and output sizes where some nearest position falls on a whole number, so that its
+# rounding decides the index: 195 -> 689 (53 * 195/689 = 15), 2 -> 141, 44 -> 517, 54 -> 92 at
+# scale 1.71, 14 -> 14 at 1.069 (PyTorch's 2-d kernel copies), 4 -> 8 at 2.2 (2-d: i // 2).
+WHOLE_POSITIONS = [(195, 689, None), (2, 141, None), (44, 517, None), (54, None, 1.71), (14, None, 1.069),
+                   (4, None, 2.2), (2, 661, None), (10, 205, None), (152, 28, None), (129, None, 0.86),
+                   (16, None, 3.7), (186, None, 3.7), (9, 423, None)]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_nearest_indices_where_positions_are_whole(mode, rank, dtype):
+    """The copied indices exactly as PyTorch's kernels round them: its generic kernel in the
+    compute dtype, its 2-d kernel (outputs with OH + OW <= 128) in float32 -- 2-d input 2 or
+    120 wide, to take either."""
+    for in_size, out_size, scale in WHOLE_POSITIONS:
+        for width in (2, 120) if rank == 2 else (2,):
+            shape = (1, 4, in_size, *(width, 3)[: rank - 1])
+            x = np.broadcast_to(np.arange(in_size, dtype=dtype).reshape(in_size, *(1,) * (rank - 1)), shape).copy()
+            kwargs = ({"size": (out_size, *shape[3:])} if scale is None
+                      else {"scale_factor": (scale, *(1.0,) * (rank - 1))})
+            np.testing.assert_array_equal(npconv.interpolate(x, mode=mode, **kwargs),
+                                          torch_interpolate(x, mode=mode, **kwargs))
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     st.sampled_from(CASES), st.integers(0, 2**32 - 1), st.data(),

@@ -6,10 +6,14 @@ for linear, four for cubic).  Indices and weights follow PyTorch's CPU kernels
 (``aten/src/ATen/native/UpSample.h``) to the float: per dim, with ``scale`` the given
 ``scale_factor`` or else ``out / in``,
 
-- ``nearest``: ``min(floor(i * (1 / scale)), in - 1)`` in float32; for 2-d input, as
-  PyTorch's 2-d kernel, ``i`` itself when ``out == in`` and ``i // 2`` when ``out == 2 * in``
-  whatever the scale (its 1-d and 3-d kernels have no such special cases);
-- ``nearest-exact``: ``min(floor((i + 0.5) * (1 / scale)), in - 1)``;
+- ``nearest``: ``min(floor(i * (1 / scale)), in - 1)``;
+- ``nearest-exact``: ``min(floor(max((i + 0.5) * (1 / scale) - 0.5, 0) + 0.5), in - 1)``;
+
+  both rounded as PyTorch's kernels round them (:func:`_nearest_indices`), which decides
+  the indices where a position falls on a whole number: its generic kernel computes in the
+  compute dtype (float32 for float16) with the multiply-add fused, its 2-d kernel for outputs
+  with ``OH + OW <= 128`` in float32, returning ``i`` itself when ``out == in`` and ``i // 2``
+  when ``out == 2 * in`` whatever the scale;
 - ``linear``, ``bilinear``, ``trilinear`` and ``bicubic`` sample at
   ``src = (i + 0.5) / scale - 0.5`` (clamped at 0 for linear), or with ``align_corners``
   at ``src = i * (in - 1) / (out - 1)``; linear weighs the two neighbours, bicubic four
@@ -146,7 +150,9 @@ def _plan(op, shape, size, scale_factor, mode, align_corners, compute):
         raise TypeError(f"{op}: align_corners must be a bool or None, got {align_corners!r}")
     in_size = tuple(shape[2:])
     out_size, scales = _output_size(op, in_size, size, scale_factor)
-    taps = [_taps(mode, i, o, scale, bool(align_corners), compute, rank)
+    # PyTorch's 2-d nearest kernel, for small outputs or channels-last input (C > 3 and 1x1 planes, here)
+    small_2d = rank == 2 and (sum(out_size) <= 128 or (shape[1] > 3 and math.prod(in_size) == 1))
+    taps = [_taps(mode, i, o, scale, bool(align_corners), compute, small_2d)
             for i, o, scale in zip(in_size, out_size, scales)]
     return out_size, taps
 
@@ -183,21 +189,12 @@ def _scale_tuple(op, value, rank):
     return tuple(float(v) for v in values)
 
 
-def _taps(mode, in_size, out_size, scale, align_corners, dtype, rank):
+def _taps(mode, in_size, out_size, scale, align_corners, dtype, small_2d):
     """``(indices, weights)`` of one dim, (out, taps) each: output ``j`` is
     ``sum_t x[indices[j, t]] * weights[j, t]``."""
     j = np.arange(out_size)
     if mode in NEAREST:
-        if mode == "nearest" and rank == 2 and out_size in (in_size, 2 * in_size):
-            index = j * in_size // out_size
-        else:
-            # float32 throughout, as PyTorch's floorf; nearest-exact's (j + 0.5) * ratio is a double
-            ratio = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
-            if mode == "nearest":
-                position = j.astype(np.float32) * ratio
-            else:
-                position = ((j + 0.5) * np.float64(ratio)).astype(np.float32)
-            index = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
+        index = _nearest_indices(mode, in_size, out_size, scale, dtype, small_2d)
         return index[:, None], np.ones((out_size, 1), dtype=dtype)
     if mode != "bicubic" and out_size == in_size:
         return j[:, None], np.ones((out_size, 1), dtype=dtype)
@@ -217,6 +214,38 @@ def _taps(mode, in_size, out_size, scale, align_corners, dtype, rank):
         return index, _cubic_weights(t)
     index = np.stack([first, first + (first < in_size - 1)], axis=1)  # (out, 2)
     return index, np.stack([1 - t, t], axis=1)
+
+
+def _nearest_indices(mode, in_size, out_size, scale, dtype, small_2d):
+    """The input index each output index copies, rounded as PyTorch rounds it.
+
+    ``small_2d``, PyTorch's 2-d kernel for small or channels-last outputs: ``1 / scale`` in
+    float32, ``j * ratio`` in float32 (nearest) or ``(j + 0.5) * ratio`` in float64
+    (nearest-exact).  Otherwise its generic kernel: ``ratio`` and ``j * ratio`` in ``dtype``
+    (nearest); ``(j + 0.5) * ratio - 0.5`` as one fused multiply-add in ``dtype``, then
+    ``+ 0.5`` in float64 (nearest-exact).  Either way the position is rounded to float32
+    before the floor (C's ``floorf``).  Exact fused results: float32 products and their sums
+    with 0.5 are exact in float64 wherever the result is not negative (clamped to 0 anyway);
+    float64 ones are computed on integers, ``ratio = num / den``.
+    """
+    j = np.arange(out_size)
+    if small_2d:
+        if mode == "nearest" and out_size in (in_size, 2 * in_size):
+            return j * in_size // out_size
+        ratio = np.float32(1.0 / scale) if scale else np.float32(in_size) / np.float32(out_size)
+        position = j.astype(np.float32) * ratio if mode == "nearest" else (j + 0.5) * np.float64(ratio)
+    else:
+        ratio = dtype.type(1.0 / scale) if scale else dtype.type(in_size) / dtype.type(out_size)
+        if mode == "nearest":
+            position = ratio * j.astype(dtype)
+        else:
+            if dtype == np.float32:
+                source = (np.float64(ratio) * (j + 0.5) - 0.5).astype(np.float32)
+            else:
+                num, den = float(ratio).as_integer_ratio()
+                source = np.array([(num * (2 * k + 1) - den) / (2 * den) for k in range(out_size)])
+            position = np.maximum(source, 0).astype(np.float64) + 0.5
+    return np.minimum(np.floor(position.astype(np.float32)).astype(np.int64), in_size - 1)
 
 
 def _cubic_weights(t):
