@@ -1,13 +1,16 @@
 """run_pieces: every piece runs once; small work stays on the calling thread, in one piece; BLAS limited while split."""
 
+import gc
 import threading
+import weakref
 
+import numpy as np
 import pytest
 
 import npconv
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, single_threaded_blas, split, threads_for
+from npconv.parallel import SPLIT_ABOVE_SECONDS, _executor, run_pieces, single_threaded_blas, split, threads_for
 
 
 @pytest.mark.parametrize("count, parts", [(10, 3), (2, 5), (0, 2), (7, 1)])
@@ -59,6 +62,30 @@ def test_a_pieces_exception_is_raised_once_every_piece_has_run():
     with pytest.raises(ValueError, match="piece 2 failed"):
         run_pieces(work, list(range(6)), seconds=1.0)
     assert sorted(done) == [0, 1, 3, 4, 5]
+
+
+def test_a_late_helper_keeps_nothing_of_the_call_alive():
+    """With the helper busy, the caller runs every piece itself and returns; the helper's
+    queued task, which runs later, must not hold the work's arrays (conv_backward's peak
+    memory grew by a phase output per queued task on a loaded machine)."""
+    if npconv.get_num_threads() < 2:
+        pytest.skip("needs a helper thread")
+    busy, release = threading.Event(), threading.Event()
+    _executor().submit(lambda: (busy.set(), release.wait(10)))
+    assert busy.wait(10)
+    try:
+        held = np.zeros(1000)
+        alive = weakref.ref(held)
+
+        def work(piece, held=held):
+            held[piece] = piece
+
+        run_pieces(work, [0, 1], seconds=1.0)
+        del held, work
+        gc.collect()
+        assert alive() is None
+    finally:
+        release.set()
 
 
 def test_small_work_is_cut_into_one_piece():

@@ -94,15 +94,18 @@ def run_pieces(work, pieces, seconds=None):
             return
         remaining, lock, finished = iter(pieces), threading.Lock(), threading.Event()
         left, errors = [len(pieces)], []
+        # Dropped once every piece has run: a helper that wakes after that (queued behind
+        # another call's) must not keep ``work`` -- and the arrays it holds -- alive meanwhile.
+        job = [work]
 
         def take_pieces():
             while True:
                 with lock:
-                    piece = next(remaining, remaining)  # the iterator itself: none left
+                    piece, run = next(remaining, remaining), job[0]  # the iterator itself: none left
                 if piece is remaining:
                     return
                 try:
-                    work(piece)
+                    run(piece)
                 except BaseException as exc:  # raised by the caller, once every piece has run
                     errors.append(exc)
                 with lock:
@@ -114,5 +117,6 @@ def run_pieces(work, pieces, seconds=None):
             _executor().submit(take_pieces)
         take_pieces()
         finished.wait()
+        job[0] = None
         if errors:
             raise errors[0]
