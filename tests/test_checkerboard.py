@@ -42,6 +42,19 @@ def test_score_1d_and_3d_and_dtypes():
     assert npconv.checkerboard_score(y3, 2) > 0.99
 
 
+def test_score_of_huge_and_non_finite_values():
+    """The score of a pattern does not change at 1e300 (its squares would overflow); a NaN or an
+    infinity anywhere gives NaN, not a score."""
+    n = 32
+    u, v = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    y = (np.sin(2 * np.pi * u / n) + 0.3 * (-1.0) ** (u + v))[None, None]
+    assert npconv.checkerboard_score(1e300 * y, 2) == pytest.approx(npconv.checkerboard_score(y, 2), rel=1e-12)
+    for bad in (np.nan, np.inf, -np.inf):
+        z = y.copy()
+        z[0, 0, 3, 5] = bad
+        assert np.isnan(npconv.checkerboard_score(z, 2))
+
+
 def test_demo_cases_are_ordered():
     """Positive weights: uneven overlap (3x3/2) > even overlap (4x4/2) > resize-convolution ~ 0.
     Zero-mean weights: both transposed convolutions show the pattern, resize-convolution does not."""

@@ -32,7 +32,7 @@ def checkerboard_score(y, stride):
         stride: an int or one per spatial dim, positive.
 
     Returns:
-        A float in ``[0, 1]``.
+        A float in ``[0, 1]``; NaN where ``y`` holds a NaN or an infinity (no spectrum then).
     """
     op = "checkerboard_score"
     y = as_array(op, "y", y)
@@ -46,6 +46,11 @@ def checkerboard_score(y, stride):
     for size in y.shape[2:]:
         window = np.multiply.outer(window, np.hanning(size + 2)[1:-1])  # (*spatial), no zero end points
     y = y.astype(np.float64)
+    peak = np.abs(y).max()
+    if not np.isfinite(peak):
+        return float("nan")
+    if peak > 0:  # the score does not depend on scale; squares of values past 1e154 would overflow
+        y = y / peak
     mean = (y * window).sum(axis=axes, keepdims=True) / window.sum()  # (N, C, 1, ...)
     power = np.abs(np.fft.fftn((y - mean) * window, axes=axes)) ** 2  # (N, C, *spatial)
     aliasing = np.zeros(y.shape[2:], dtype=bool)
