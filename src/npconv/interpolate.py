@@ -238,13 +238,11 @@ def _nearest_indices(mode, in_size, out_size, scale, dtype, small_2d):
         ratio = dtype.type(1.0 / scale) if scale else dtype.type(in_size) / dtype.type(out_size)
         if mode == "nearest":
             position = ratio * j.astype(dtype)
+        elif dtype == np.float32:
+            position = np.maximum((np.float64(ratio) * (j + 0.5) - 0.5).astype(np.float32), 0) + 0.5
         else:
-            if dtype == np.float32:
-                source = (np.float64(ratio) * (j + 0.5) - 0.5).astype(np.float32)
-            else:
-                num, den = float(ratio).as_integer_ratio()
-                source = np.array([(num * (2 * k + 1) - den) / (2 * den) for k in range(out_size)])
-            position = np.maximum(source, 0).astype(np.float64) + 0.5
+            num, den = float(ratio).as_integer_ratio()
+            position = np.maximum([(num * (2 * k + 1) - den) / (2 * den) for k in range(out_size)], 0) + 0.5
     return np.minimum(np.floor(position.astype(np.float32)).astype(np.int64), in_size - 1)
 
 
