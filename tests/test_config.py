@@ -1,5 +1,7 @@
 """Process-wide settings: thread count (Numba and BLAS together) and workspace cap."""
 
+import threading
+
 import numba
 import pytest
 from threadpoolctl import threadpool_info
@@ -29,6 +31,17 @@ def test_set_num_threads_sets_numba_and_blas(restore_threads):
     npconv.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert npconv.get_num_threads() == numba.config.NUMBA_NUM_THREADS
     assert blas_thread_counts() == {numba.config.NUMBA_NUM_THREADS}
+
+
+def test_thread_count_holds_in_every_python_thread(restore_threads):
+    """Numba's count is per thread; npconv's is the process's: a thread started after
+    set_num_threads(1) runs its calls on one thread too."""
+    npconv.set_num_threads(1)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(npconv.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [1]
 
 
 def test_set_workspace_limit_returns_old_cap(workspace_limit):

@@ -55,16 +55,25 @@ def precision_allows(policy, accuracy):
     return PRECISIONS.index(accuracy) <= PRECISIONS.index(policy)
 
 
+# npconv's own count, for every Python thread: Numba's is per thread (a thread started after
+# set_num_threads would see Numba's default), and npconv's pieces run on threads of its own.
+_num_threads = numba.config.NUMBA_NUM_THREADS
+
+
 def set_num_threads(n):
-    """Use ``n`` threads for both Numba kernels and BLAS."""
+    """Use ``n`` threads for npconv's calls (from any Python thread), for Numba (in the calling
+    thread) and for BLAS."""
+    global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(
             f"set_num_threads: n must be an int in [1, {numba.config.NUMBA_NUM_THREADS}], got {n!r}"
         )
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
+    _num_threads = n
 
 
 def get_num_threads():
-    """The thread count Numba kernels use (BLAS is kept equal by :func:`set_num_threads`)."""
-    return numba.get_num_threads()
+    """The thread count npconv's calls use, whichever Python thread makes them (BLAS is kept
+    equal by :func:`set_num_threads`); by default Numba's, ``NUMBA_NUM_THREADS``."""
+    return _num_threads

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 from threadpoolctl import ThreadpoolController
 
+from .config import get_num_threads
+
 # A helper thread starts on its piece 50-130 us after being called on this VM: work modelled
 # below this many seconds runs on the calling thread alone.  It was 300 us while the cost
 # models counted GEMMs at 180 GFLOP/s, not 300 (see .algorithms.base): the same real time.
@@ -73,7 +75,7 @@ def threads_for(seconds):
     :data:`SPLIT_ABOVE_SECONDS`, where :func:`run_pieces` would run them one after another on
     the calling thread anyway (one piece is one call, not several smaller ones), else
     :func:`npconv.get_num_threads`."""
-    return numba.get_num_threads() if seconds >= SPLIT_ABOVE_SECONDS else 1
+    return get_num_threads() if seconds >= SPLIT_ABOVE_SECONDS else 1
 
 
 def run_pieces(work, pieces, seconds=None):
@@ -113,7 +115,7 @@ def run_pieces(work, pieces, seconds=None):
                     if not left[0]:
                         finished.set()
 
-        for _ in range(min(len(pieces), numba.get_num_threads()) - 1):
+        for _ in range(min(len(pieces), get_num_threads()) - 1):
             _executor().submit(take_pieces)
         take_pieces()
         finished.wait()
