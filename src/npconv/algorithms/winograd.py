@@ -68,11 +68,11 @@ def coefficients(mat, dtype):
 
 @functools.lru_cache(maxsize=None)
 def transform_coefficients(m, r, dtype):
-    """:func:`coefficients` of F(m, r)'s ``(AT, G, BT)`` and of ``AT^T`` (the weight gradient
+    """:func:`coefficients` of F(m, r)'s ``AT`` and ``BT``, and of ``AT^T`` (the weight gradient
     transforms output-gradient tiles with it), made once per variant and dtype: per call they
     took 25-75 us, 5% of a batch-1 layer's."""
-    at, g, bt = transforms(m, r)
-    return tuple(coefficients(mat, dtype) for mat in (at, g, bt, at.T))
+    at, _, bt = transforms(m, r)
+    return tuple(coefficients(mat, dtype) for mat in (at, bt, at.T))
 
 
 @njit(cache=True, inline="always")
@@ -314,7 +314,7 @@ class Winograd(Algorithm):
 
     def run(self, x, weight, geom, out):
         (m, r), n = self.sizes(geom), self.tile
-        at, _, bt, _ = transform_coefficients(m, r, geom.dtype)
+        at, bt, _ = transform_coefficients(m, r, geom.dtype)
         u = WEIGHT_CACHE.get(weight, (self.name, geom.groups), lambda: transform_weight(weight, geom.groups, m))
         (top, _), (left, _) = geom.padding
         tiles_h, tiles_w = _tiles(geom, m)
@@ -378,7 +378,7 @@ class Winograd(Algorithm):
         """
         (m, r), n = self.sizes(geom), self.tile
         g_mat = transforms(m, r)[1]
-        _, _, bt, a_mat = transform_coefficients(m, r, geom.dtype)
+        _, bt, a_mat = transform_coefficients(m, r, geom.dtype)
         (top, _), (left, _) = geom.padding
         tiles_h, tiles_w = _tiles(geom, m)
         images = self._gradient_images(geom)
