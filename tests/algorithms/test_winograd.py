@@ -219,9 +219,11 @@ def results_from_threads(call, count):
     return results
 
 
-def test_precision_policy_bounds_what_auto_picks(precision, monkeypatch):
+def test_precision_policy_bounds_what_auto_picks(precision, monkeypatch, request):
     geom = geometry((8, 64, 56, 56), (64, 64, 3, 3))
     monkeypatch.setattr(winograd.Winograd, "estimated_seconds", lambda self, g: {2: 3, 4: 2, 6: 1}[self.m] * 1e-9)
+    winograd._pick.cache_clear()  # remembered per geometry and settings: forget it before and after
+    request.addfinalizer(winograd._pick.cache_clear)
     precision("medium")
     assert select("test", geom, "auto").name in ("winograd", "winograd6")
     assert REGISTRY["winograd"].pick(geom).name == "winograd6"
