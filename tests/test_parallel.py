@@ -4,6 +4,7 @@ import gc
 import threading
 import weakref
 
+import numba
 import numpy as np
 import pytest
 
@@ -70,9 +71,11 @@ def test_a_late_helper_keeps_nothing_of_the_call_alive():
     memory grew by a phase output per queued task on a loaded machine)."""
     if npconv.get_num_threads() < 2:
         pytest.skip("needs a helper thread")
-    busy, release = threading.Event(), threading.Event()
-    _executor().submit(lambda: (busy.set(), release.wait(10)))
-    assert busy.wait(10)
+    helpers = numba.config.NUMBA_NUM_THREADS - 1  # as many as _executor has: every one kept busy
+    busy, release = threading.Barrier(helpers + 1, timeout=10), threading.Event()
+    for _ in range(helpers):
+        _executor().submit(lambda: (busy.wait(), release.wait(10)))
+    busy.wait()
     try:
         held = np.zeros(1000)
         alive = weakref.ref(held)
