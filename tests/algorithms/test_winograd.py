@@ -177,6 +177,25 @@ def test_cache_reuses_transforms_for_equal_weights_and_stays_bounded(rng):
     assert calls == [1, 3, *range(10, 20)]
 
 
+@pytest.mark.parametrize("size", [24, 25])  # compared as 8-byte words, and as 4-byte ones
+def test_cache_compares_bits(size):
+    """A NaN still equals itself (the transform is reused); 0.0 turned -0.0 in place is a change."""
+    cache, calls = WeightCache(), []
+
+    def make():
+        calls.append(1)
+        return np.zeros(3)
+
+    w = np.zeros(size, dtype=np.float32)
+    w[-1] = np.nan
+    cache.get(w, "k", make)
+    cache.get(w, "k", make)
+    assert len(calls) == 1
+    w[-2] = -0.0
+    cache.get(w, "k", make)
+    assert len(calls) == 2
+
+
 def test_cache_keeps_one_entry_per_weight_updated_in_place(rng):
     cache = WeightCache()
     w = rng.standard_normal(25)
