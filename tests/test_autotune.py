@@ -118,6 +118,29 @@ def test_wrong_format_file_is_ignored(tmp_path):
         tuner.configure(True, path)
 
 
+def test_too_deeply_nested_file_is_ignored(tmp_path):
+    """json raises RecursionError on deep nesting: ignored with a warning like any corrupt table."""
+    path = tmp_path / "autotune.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    tuner = Tuner()
+    with pytest.warns(RuntimeWarning, match="npconv.autotune: ignoring unreadable table"):
+        tuner.configure(True, path)
+    assert tuner.entries() == {}
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A folder where the table should be: the rename fails, warns, and its temporary file goes."""
+    path = tmp_path / "autotune.json"
+    path.mkdir()
+    trial, _ = fake_clock(monkeypatch)
+    tuner = Tuner()
+    with pytest.warns(RuntimeWarning, match="npconv.autotune: ignoring unreadable table"):
+        tuner.configure(True, path)
+    with pytest.warns(RuntimeWarning, match="npconv.autotune: cannot write"):
+        tuner.choose(geometry(), [FakeAlgorithm("a", 1.0), FakeAlgorithm("b", 2.0)], trial)
+    assert [p.name for p in tmp_path.iterdir()] == ["autotune.json"]
+
+
 def test_conv_with_autotune_is_exact_and_respects_the_precision_policy(rng, tuning):
     x, w, b = random_conv_inputs(rng, (2, 8, 14, 14), (8, 8, 3, 3), dtype=np.float32)
     npconv.set_precision("high")

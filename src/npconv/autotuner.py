@@ -12,6 +12,7 @@ policy -- so two geometries or dtypes never share an entry.  An unreadable or co
 is ignored with a warning and rewritten atomically (a temporary file renamed over it).
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -90,13 +91,15 @@ class Tuner:
             return {str(k): str(v) for k, v in data["entries"].items()}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, ValueError, AttributeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             warnings.warn(f"npconv.autotune: ignoring unreadable table {self.path}: {exc}", RuntimeWarning,
                           stacklevel=4)
             return {}
 
     def _write(self):
-        """Write the table atomically: a temporary file in the same folder, renamed over the old one."""
+        """Write the table atomically: a temporary file in the same folder, renamed over the old
+        one -- or, where that fails, removed."""
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".autotune-", suffix=".json")
@@ -105,6 +108,9 @@ class Tuner:
             os.replace(tmp, self.path)
         except OSError as exc:
             warnings.warn(f"npconv.autotune: cannot write {self.path}: {exc}", RuntimeWarning, stacklevel=4)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
 
 TUNER = Tuner()
