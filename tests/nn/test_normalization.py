@@ -100,6 +100,32 @@ def test_float32_and_non_contiguous_input(name, shape, training, rng):
     assert y.dtype == np.float32
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_float16_input_is_computed_in_float32(training, rng):
+    """A channel whose spread is small next to its mean: its float16 statistics would be off by
+    5%; computed in float32 from the same float16 values, as torch does, and returned as float16."""
+    ours, theirs = pair("BatchNorm2d")
+    load_from_torch(ours, theirs)
+    ours.train(training)
+    theirs.train(training)
+    if not training:  # running statistics near the values, as after training on them
+        theirs.running_mean.fill_(3.6)
+        theirs.running_var.fill_(1e-3)
+        load_from_torch(ours, theirs)
+    x = (3.6 + 0.02 * rng.standard_normal((4, 4, 3, 3))).astype(np.float16)
+    x_t = torch.tensor(x.astype(np.float32), requires_grad=True)
+    y_t = theirs(x_t)
+    y = ours(x)
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.astype(np.float32), y_t.detach().numpy(), rtol=2e-3, atol=2e-3)
+    grad = rng.standard_normal(y.shape).astype(np.float16)
+    y_t.backward(torch.from_numpy(grad.astype(np.float32)))
+    grad_x = ours.backward(grad)
+    assert grad_x.dtype == np.float16
+    scale = np.abs(x_t.grad.numpy()).max()
+    np.testing.assert_allclose(grad_x.astype(np.float32), x_t.grad.numpy(), rtol=2e-3, atol=2e-3 * scale)
+
+
 def test_eval_without_running_stats_uses_the_batch(rng):
     ours, theirs = pair("BatchNorm2d", track_running_stats=False)
     x = inputs(rng, (2, 4, 3, 3))

@@ -83,6 +83,23 @@ def test_dtype_unbatched_and_non_contiguous_inputs(name, args, dtype, rng):
         assert y.ndim == x.ndim
 
 
+def test_max_pool_of_float16_input(rng):
+    """Computed in float32 and returned as float16, as every operation does: the maxima and
+    the gradient's routing are exactly torch's on the same values."""
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float16)
+    ours, theirs = pair("MaxPool2d", 3, 2, 1)
+    x_t = torch.tensor(x.astype(np.float32), requires_grad=True)
+    y_t = theirs(x_t)
+    y = ours(x)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y.astype(np.float32), y_t.detach().numpy())
+    grad = rng.standard_normal(y.shape).astype(np.float16)
+    y_t.backward(torch.from_numpy(grad.astype(np.float32)))
+    grad_x = ours.backward(grad)
+    assert grad_x.dtype == np.float16  # sums of float16 values, exact in float32, rounded once
+    np.testing.assert_array_equal(grad_x, x_t.grad.numpy().astype(np.float16))
+
+
 @pytest.mark.parametrize("kernel, stride, padding, ceil_mode, count_include_pad, divisor_override, size", [
     (2, None, 0, False, True, None, (8, 8)), (3, 2, 1, False, True, None, (9, 10)),
     (3, 2, 1, False, False, None, (9, 10)), (3, 2, 1, True, True, None, (10, 9)),

@@ -49,6 +49,8 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         x = np.asarray(x)
+        dtype = x.dtype
+        x = x.astype(np.float32) if dtype == np.float16 else x  # float16 computed in float32, as npconv.dtypes
         name = type(self).__name__
         if x.ndim not in self.ranks:
             raise ValueError(f"{name}: expected {self.expected} input, got {x.ndim}-d input of shape {x.shape}")
@@ -75,7 +77,8 @@ class _BatchNorm(Module):
             x_hat = (x - mean.reshape(channel)) * invstd.reshape(channel)
             self._saved = (x_hat, None, invstd, True)
             y = x_hat if self.weight is None else x_hat * self.weight.data.reshape(channel)
-            return y if self.bias is None else y + self.bias.data.reshape(channel)
+            y = y if self.bias is None else y + self.bias.data.reshape(channel)
+            return y.astype(dtype, copy=False)
         # fixed statistics: one affine map per channel, two passes over x instead of four
         # (BatchNorm took 2/3 of MobileNetV2's forward at batch 8); backward recomputes x_hat
         scale = invstd if self.weight is None else invstd * self.weight.data
@@ -83,11 +86,13 @@ class _BatchNorm(Module):
         self._saved = (x, mean.copy(), invstd, False)
         y = x * scale.reshape(channel)
         y += shift.reshape(channel).astype(y.dtype, copy=False)
-        return y
+        return y.astype(dtype, copy=False)
 
     def backward(self, grad_output):
         x_hat, mean, invstd, batch_stats = self._saved  # x itself, and the mean, with fixed statistics
         grad = np.asarray(grad_output)
+        dtype = grad.dtype
+        grad = grad.astype(np.float32) if dtype == np.float16 else grad
         axes, channel = self._layout(grad)
         if not batch_stats:
             x_hat = (x_hat - mean.reshape(channel)) * invstd.reshape(channel)
@@ -98,7 +103,7 @@ class _BatchNorm(Module):
             grad = grad * self.weight.data.reshape(channel)  # gradient w.r.t. x_hat
         if batch_stats:  # x_hat = (x - mean(x)) * invstd(x): remove the statistics' share
             grad = grad - grad.mean(axis=axes, keepdims=True) - x_hat * (grad * x_hat).mean(axis=axes, keepdims=True)
-        return grad * invstd.reshape(channel)
+        return (grad * invstd.reshape(channel)).astype(dtype, copy=False)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

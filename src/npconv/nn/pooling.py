@@ -33,6 +33,12 @@ def _batched(name, x):
     return x.reshape((1,) * (4 - x.ndim) + x.shape)  # (N, C, H, W)
 
 
+def _contiguous_compute(x):
+    """``x`` C-contiguous in its compute dtype: float16 in float32, as every operation computes it
+    (:mod:`npconv.dtypes`; Numba has no float16 arithmetic either)."""
+    return np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float16 else x.dtype)
+
+
 def _out_size(size, kernel, stride, padding, dilation, ceil_mode):
     """PyTorch's ``pooling_output_shape`` (see the module docstring)."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
@@ -128,24 +134,26 @@ class MaxPool2d(_WindowPool2d):
         x = np.asarray(x)
         x4 = _batched("MaxPool2d", x)
         n, c, h, w = x4.shape
-        out = np.empty((n * c,) + self._output_size(x4), x4.dtype)  # (P, Ho, Wo), P = N * C
+        planes = _contiguous_compute(x4).reshape(n * c, h, w)  # (P, H, W), P = N * C
+        out = np.empty((n * c,) + self._output_size(x4), planes.dtype)  # (P, Ho, Wo)
         where = np.empty(out.shape, np.int64)
-        planes = np.ascontiguousarray(x4).reshape(n * c, h, w)  # (P, H, W)
         geometry = tuple(np.array(v, np.int64) for v in (self._k, self._s, self._p, self._d))
         run_pieces(lambda span: _max_pool_kernel(planes, out, where, *geometry, *span),
                    split(n * c, get_num_threads()))
         self._saved = (where, x.shape)
         shape = x.shape[:-2] + out.shape[1:]  # (N, C, Ho, Wo) or (C, Ho, Wo)
-        return (out.reshape(shape), where.reshape(shape)) if self.return_indices else out.reshape(shape)
+        out = out.astype(x.dtype, copy=False).reshape(shape)
+        return (out, where.reshape(shape)) if self.return_indices else out
 
     def backward(self, grad_output):
         where, shape = self._saved
         planes = where.shape[0]
-        grad_output = np.ascontiguousarray(grad_output).reshape(planes, -1)  # (P, Ho * Wo)
+        dtype = np.asarray(grad_output).dtype
+        grad_output = _contiguous_compute(np.asarray(grad_output)).reshape(planes, -1)  # (P, Ho * Wo)
         grad = np.zeros((planes, shape[-2] * shape[-1]), grad_output.dtype)  # (P, H * W)
         run_pieces(lambda span: _max_pool_backward_kernel(grad_output, where.reshape(planes, -1), grad, *span),
                    split(planes, get_num_threads()))
-        return grad.reshape(shape)
+        return grad.astype(dtype, copy=False).reshape(shape)
 
     def extra_repr(self):
         return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
