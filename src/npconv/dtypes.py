@@ -30,6 +30,11 @@ def _result_dtypes(op, dtypes):
     return compute, result
 
 
+def in_compute_dtype(array):
+    """``array`` in the dtype it is computed in: float16 as float32 (a copy), others as they are."""
+    return array.astype(np.float32) if array.dtype == np.float16 else array
+
+
 def as_array(op, name, value):
     """``np.asarray`` that turns unconvertible input into a TypeError naming the argument."""
     if isinstance(value, np.ndarray):

@@ -16,6 +16,7 @@ normalise, unless ``track_running_stats=False`` keeps none, when the batch's are
 
 import numpy as np
 
+from ..dtypes import in_compute_dtype
 from .module import DEFAULT_DTYPE, Module, Parameter
 
 
@@ -49,8 +50,7 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         x = np.asarray(x)
-        dtype = x.dtype
-        x = x.astype(np.float32) if dtype == np.float16 else x  # float16 computed in float32, as npconv.dtypes
+        dtype, x = x.dtype, in_compute_dtype(x)
         name = type(self).__name__
         if x.ndim not in self.ranks:
             raise ValueError(f"{name}: expected {self.expected} input, got {x.ndim}-d input of shape {x.shape}")
@@ -91,8 +91,7 @@ class _BatchNorm(Module):
     def backward(self, grad_output):
         x_hat, mean, invstd, batch_stats = self._saved  # x itself, and the mean, with fixed statistics
         grad = np.asarray(grad_output)
-        dtype = grad.dtype
-        grad = grad.astype(np.float32) if dtype == np.float16 else grad
+        dtype, grad = grad.dtype, in_compute_dtype(grad)
         axes, channel = self._layout(grad)
         if not batch_stats:
             x_hat = (x_hat - mean.reshape(channel)) * invstd.reshape(channel)

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..config import get_num_threads
+from ..dtypes import in_compute_dtype
 from ..parallel import run_pieces, split
 from .module import Module
 
@@ -31,12 +32,6 @@ def _batched(name, x):
         raise ValueError(f"{name}: expected a (C, H, W) or (N, C, H, W) input with non-empty "
                          f"C, H and W, got shape {x.shape}")
     return x.reshape((1,) * (4 - x.ndim) + x.shape)  # (N, C, H, W)
-
-
-def _contiguous_compute(x):
-    """``x`` C-contiguous in its compute dtype: float16 in float32, as every operation computes it
-    (:mod:`npconv.dtypes`; Numba has no float16 arithmetic either)."""
-    return np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float16 else x.dtype)
 
 
 def _out_size(size, kernel, stride, padding, dilation, ceil_mode):
@@ -134,7 +129,7 @@ class MaxPool2d(_WindowPool2d):
         x = np.asarray(x)
         x4 = _batched("MaxPool2d", x)
         n, c, h, w = x4.shape
-        planes = _contiguous_compute(x4).reshape(n * c, h, w)  # (P, H, W), P = N * C
+        planes = np.ascontiguousarray(in_compute_dtype(x4)).reshape(n * c, h, w)  # (P, H, W), P = N * C
         out = np.empty((n * c,) + self._output_size(x4), planes.dtype)  # (P, Ho, Wo)
         where = np.empty(out.shape, np.int64)
         geometry = tuple(np.array(v, np.int64) for v in (self._k, self._s, self._p, self._d))
@@ -148,8 +143,9 @@ class MaxPool2d(_WindowPool2d):
     def backward(self, grad_output):
         where, shape = self._saved
         planes = where.shape[0]
-        dtype = np.asarray(grad_output).dtype
-        grad_output = _contiguous_compute(np.asarray(grad_output)).reshape(planes, -1)  # (P, Ho * Wo)
+        grad_output = np.asarray(grad_output)
+        dtype = grad_output.dtype
+        grad_output = np.ascontiguousarray(in_compute_dtype(grad_output)).reshape(planes, -1)  # (P, Ho * Wo)
         grad = np.zeros((planes, shape[-2] * shape[-1]), grad_output.dtype)  # (P, H * W)
         run_pieces(lambda span: _max_pool_backward_kernel(grad_output, where.reshape(planes, -1), grad, *span),
                    split(planes, get_num_threads()))
