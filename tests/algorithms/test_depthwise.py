@@ -65,6 +65,18 @@ def test_grouped_matches_torch(rng, groups, cin, cout, stride):
     assert_matches_torch(y, x, w, b, stride=stride, padding=1, groups=groups)
 
 
+@pytest.mark.parametrize("out_per_group", [2, 3, 7, 13, 40])  # blocks 2; 2+1; 4+2+1; 8+4+1; 32, then 8
+@pytest.mark.parametrize("x_size, stride", [((2, 3), 1), ((17, 13), 1), ((15, 12), 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_blocks_and_runs_match_torch(rng, out_per_group, x_size, stride, dtype):
+    """Every split of a group's outputs into register blocks (:mod:`npconv.algorithms.register_block`)
+    and past OUTPUT_BLOCK; planes shorter than one run of positions and longer than several, the
+    last run overlapping the one before."""
+    x, w, b = random_conv_inputs(rng, (3, 6, *x_size), (3 * out_per_group, 2, 3, 3), dtype=dtype)
+    y = npconv.conv2d(x, w, b, stride=stride, padding=1, groups=3, algo="grouped")
+    assert_matches_torch(y, x, w, b, stride=stride, padding=1, groups=3)
+
+
 def test_auto_prefers_depthwise_for_depthwise_layers():
     geom = geometry((1, 32, 56, 56), (32, 1, 3, 3), 32)
     assert select("test", geom, "auto").name == "depthwise"

@@ -36,22 +36,23 @@ from numba import njit, uint64
 
 from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
-from . import depthwise_same
+from . import depthwise_same, register_block
 from .base import Algorithm, as_3d
 
-# The forward kernel's cost on this machine's 2 cores (fitted to MobileNetV2's depthwise and
-# ResNeXt's grouped layers, roughly): multiply-adds (44-86 G/s measured on ResNeXt's grouped
-# layers once outputs went in pairs); each pass over an output plane (up to nine kernel offsets
-# of one input channel), which dominates on 7x7 planes of many channels per group; moving each
-# plane into its phases or out of ``acc``, per plane and per value.
-MACS_PER_SECOND = 60e9
-SECONDS_PER_PASS = 40e-9
-SECONDS_PER_PLANE = 0.1e-6
+# The forward kernel's cost on this machine's 2 cores (fitted to ResNeXt's grouped layers and
+# MobileNetV2's stride-2 depthwise ones, roughly): multiply-adds of blocks of 4 or 8 outputs
+# (:mod:`.register_block`, ~75 G/s a core), the positions laid out in the phases counted, so
+# the columns computed for nothing too; blocks of 2 and of 1 output run at BLOCK_SPEED of that;
+# moving each plane into its phases or out of ``acc``, per plane and per value (about memory
+# speed: ResNeXt's stride-2 layers spend a third of their time there).
+MACS_PER_SECOND = 120e9
+BLOCK_SPEED = {8: 1.0, 4: 1.0, 2: 0.85, 1: 0.45}
+SECONDS_PER_PLANE = 10e-9
 SECONDS_PER_PLANE_VALUE = 0.3e-9
-# Output channels of one group the forward kernel computes together, sharing each input
-# plane's move into its phases (ResNeXt's 4 to 32 outputs per group; a 3x3/2 layer of 8 ran
-# 3x slower moving planes per output).
-OUTPUT_BLOCK = 16
+# Output channels of one group the forward kernel computes together, sharing the move of the
+# group's input planes into their phases (ResNeXt's 4 to 32 outputs per group: its 32-output
+# layers at batch 8 ran 1.3-1.4x faster in one block than in two of 16).
+OUTPUT_BLOCK = 32
 # Images the forward kernel lays one after another in its phases, so that each pass runs over
 # about this many values: a pass costs ~40 ns to set up, as much as ~800 values of work, and
 # a 7x7 output is 63 (9 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
@@ -256,20 +257,6 @@ def _add_shifted(acc, src, starts, weights):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_shifted_pair(acc, bcc, src, starts, wa, wb):
-    """:func:`_add_shifted` for two outputs of one input plane and a 3x3 kernel's nine offsets
-    (``starts.size == 9``): both sums read the nine input streams once (ResNeXt's grouped
-    layers 7-27% faster than two passes)."""
-    x0, x1, x2, x3, x4, x5, x6, x7, x8 = _nine_shifted(src, starts, 0, acc.size)
-    a0, a1, a2, a3, a4, a5, a6, a7, a8 = wa[0], wa[1], wa[2], wa[3], wa[4], wa[5], wa[6], wa[7], wa[8]
-    b0, b1, b2, b3, b4, b5, b6, b7, b8 = wb[0], wb[1], wb[2], wb[3], wb[4], wb[5], wb[6], wb[7], wb[8]
-    for q in range(acc.size):
-        v0, v1, v2, v3, v4, v5, v6, v7, v8 = x0[q], x1[q], x2[q], x3[q], x4[q], x5[q], x6[q], x7[q], x8[q]
-        acc[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3 + a4 * v4 + a5 * v5 + a6 * v6 + a7 * v7 + a8 * v8
-        bcc[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3 + b4 * v4 + b5 * v5 + b6 * v6 + b7 * v7 + b8 * v8
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _dot_shifted(sums, g, src, starts):
     """sums[t] += sum_q g[q] * src[starts[t] + q]: the weight gradient's counterpart of
     :func:`_add_shifted`, nine offsets per pass over ``g``, then one."""
@@ -304,14 +291,15 @@ def _dot_shifted(sums, g, src, starts):
         sums[t] += s0
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True)
 def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, last):
     """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
     with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is a block of
-    up to OUTPUT_BLOCK output channels of one group for up to ``images`` images: each of the
-    group's input planes is moved into its phases once for the whole block, the images' one
-    after another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and with nine
-    kernel offsets the block's outputs take them two at a time (:func:`_add_shifted_pair`)."""
+    up to OUTPUT_BLOCK output channels of one group for up to ``images`` images: the group's
+    input planes are moved into their phases once for the whole block, the images' one after
+    another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and the block's outputs
+    are summed 8, 4, 2 or 1 at a time over runs of positions in registers
+    (:mod:`.register_block`), the last run of each block ending at the last output."""
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     out_per_group = out_channels // groups
@@ -320,10 +308,13 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     image = phase[0] * hq * wq  # an image's share of each phase
     stacked = np.array((images * phase[0], hq, wq))  # the phases with the images one after another
     offsets = _tap_offsets(w.shape[2:], stride, dilation, stacked)
-    weights = w.reshape(out_channels, cg, offsets.size)
+    weights, taps = w.reshape(w.size), offsets.size  # weight (o, c, t) at (o*cg + c)*taps + t
     last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
-    xp = np.zeros(_buffer_size(stride, phase, images, offsets, last_output), dtype=x.dtype)
-    acc = np.empty((min(OUTPUT_BLOCK, out_per_group), (images - 1) * image + last_output), dtype=x.dtype)
+    widest = register_block.widest(x.itemsize)
+    row = max((images - 1) * image + last_output, widest)  # acc's row: every run fits
+    plane = max(_buffer_size(stride, phase, images, offsets, last_output), widest + offsets.max())
+    xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
+    acc = np.empty(min(OUTPUT_BLOCK, out_per_group) * row, dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     for unit in range(first, last):
@@ -331,22 +322,22 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
         n0, o0 = stack * images, g * out_per_group + block * OUTPUT_BLOCK
         nb, count = min(images, x.shape[0] - n0), min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
         length = (nb - 1) * image + last_output
-        for j in range(count):
-            for q in range(length):  # a loop: a slice assignment costs ~50 ns a call
-                acc[j, q] = 0
         for c in range(cg):
             for b in range(nb):  # image b's part of each phase starts b * image in
-                _move_plane(flat, ((n0 + b) * x.shape[1] + g * cg + c) * size, xp[b * image :], copies, stride[2],
-                            True)
-            pairs = count // 2 if offsets.size == 9 else 0
-            for j in range(0, 2 * pairs, 2):
-                _add_shifted_pair(acc[j, :length], acc[j + 1, :length], xp, offsets, weights[o0 + j, c],
-                                  weights[o0 + j + 1, c])
-            for j in range(2 * pairs, count):
-                _add_shifted(acc[j, :length], xp, offsets, weights[o0 + j, c])
+                _move_plane(flat, ((n0 + b) * x.shape[1] + g * cg + c) * size, xp[c * plane + b * image :], copies,
+                            stride[2], True)
+        j = 0
+        while j < count:
+            ob = register_block.fit(count - j)
+            run = register_block.span(ob, x.itemsize)
+            for q in range(0, max(length, run), run):
+                q = min(q, max(length, run) - run)  # the last run ends at the last output
+                register_block.run_block(ob, xp, q, plane, offsets, cg, weights, (o0 + j) * cg * taps, cg * taps, acc,
+                                         j * row + q, row)
+            j += ob
         for j in range(count):
             for b in range(nb):
-                _move_output(out_flat, ((n0 + b) * out_channels + o0 + j) * out_plane, acc[j], b * image,
+                _move_output(out_flat, ((n0 + b) * out_channels + o0 + j) * out_plane, acc[j * row :], b * image,
                              out.shape[2:], hq, wq, False)
 
 
@@ -469,22 +460,25 @@ def _units(geom):
 
 
 def _seconds(geom):
-    """The forward kernel's cost model: the multiply-adds, the passes over output planes (per
-    stack of images) and the planes it moves (each unit's input planes, each output plane),
-    shared by the threads; :mod:`.depthwise_same`'s where it applies."""
+    """The forward kernel's cost model: the multiply-adds of each block of outputs over the
+    positions of the phases (:data:`BLOCK_SPEED`), and the planes it moves (each unit's input
+    planes, each output plane), shared by the threads; :mod:`.depthwise_same`'s where it applies."""
     if depthwise_same.applies(geom):
         return depthwise_same.seconds(geom, get_num_threads())
 
     def moves(planes, size):
         return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
 
+    blocks = 0.0  # a group's outputs, each block's weighted by its speed
+    for first in range(0, geom.out_per_group, OUTPUT_BLOCK):
+        left = min(OUTPUT_BLOCK, geom.out_per_group - first)
+        while left:
+            ob = register_block.fit(left)
+            blocks, left = blocks + ob / BLOCK_SPEED[ob], left - ob
+    per_output = geom.batch * math.prod(_phase_shape(geom)) * geom.in_per_group * math.prod(geom.kernel)
     inputs = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK) * geom.in_per_group
-    taps = math.prod(geom.kernel)  # passes per input plane and output as _add_shifted makes them
-    outputs = -(-geom.out_per_group // 2) * geom.groups if taps == 9 else geom.out_channels  # in pairs
-    stacks = -(-geom.batch // _images(geom))
-    passes = stacks * outputs * geom.in_per_group * (taps // 9 + taps % 9 // 3 + taps % 3)
     copies = moves(inputs, geom.in_size) + moves(geom.batch * geom.out_channels, geom.out_size)
-    return geom.macs / MACS_PER_SECOND + (passes * SECONDS_PER_PASS + copies) / get_num_threads()
+    return geom.groups * blocks * per_output / MACS_PER_SECOND + copies / get_num_threads()
 
 
 def _run(kernel, arrays, geom, count, extra=()):

@@ -1,0 +1,49 @@
+"""register_block: the register-blocked sums against NumPy, each block size and dtype, and what it writes."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from npconv.algorithms import register_block
+
+
+@njit(cache=True)
+def _call(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
+    register_block.run_block(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
+                             out_stride)
+
+
+@pytest.mark.parametrize("ob", [8, 4, 2, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels, taps", [(1, 1), (3, 9), (16, 9), (2, 25)])
+def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, dtype, channels, taps):
+    run = register_block.span(ob, np.dtype(dtype).itemsize)
+    plane, src_start, w_start, out_start = run + 61, 5, 3, 7  # starts off the vectors' alignment
+    w_stride, out_stride = channels * taps + 2, run + 9  # gaps between the outputs' weights and rows
+    offsets = rng.permutation(60)[:taps].astype(np.int64)  # any order
+    src = rng.standard_normal(src_start + channels * plane).astype(dtype)
+    w = rng.standard_normal(w_start + ob * w_stride).astype(dtype)
+    out = np.full(out_start + ob * out_stride + 4, np.nan, dtype=dtype)
+
+    _call(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+
+    q = np.arange(run)
+    inputs = src[src_start + np.arange(channels)[:, None, None] * plane + offsets[None, :, None] + q]  # (c, t, q)
+    weights = w[w_start + np.arange(ob)[:, None] * w_stride + np.arange(channels * taps)].reshape(ob, channels, taps)
+    expected = np.einsum("oct,ctq->oq", weights.astype(np.float64), inputs.astype(np.float64))
+    rows = out_start + np.arange(ob)[:, None] * out_stride + q
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[rows], expected, rtol=tol, atol=tol * np.abs(expected).max())
+    written = np.zeros(out.size, dtype=bool)
+    written[rows.ravel()] = True
+    assert np.isnan(out[~written]).all()  # nothing outside the block's rows
+
+
+@pytest.mark.parametrize("outputs, block", [(1, 1), (2, 2), (3, 2), (4, 4), (7, 4), (8, 8), (33, 8)])
+def test_fit_takes_the_largest_block_not_above(outputs, block):
+    assert register_block.fit(outputs) == block
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_widest_is_the_longest_run(itemsize):
+    assert register_block.widest(itemsize) == max(register_block.span(ob, itemsize) for ob in (8, 4, 2, 1))
