@@ -115,7 +115,7 @@ def _must_support(name, x, w, params):
         "im2col": rank <= 3,
         "pointwise": all(k == 1 for k in kernel) and unpadded,
         "depthwise": rank <= 3 and groups == np.shape(x)[1],
-        "grouped": rank <= 3 and groups > 1 and np.shape(w)[1] <= 64,
+        "grouped": rank <= 3 and np.shape(w)[1] <= 64,
         **dict.fromkeys(("winograd", "winograd2", "winograd4", "winograd6"), winograd),
         "fft": True,
     }.get(name, False)

@@ -48,8 +48,8 @@ def test_matches_torch(rng, multiplier, kernel, stride, dilation, padding, dtype
 
 
 @pytest.mark.parametrize("groups, cin, cout, reason", [
-    (1, 4, 4, "needs groups > 1, got groups=1"),
     (2, 130, 4, "takes at most 64 input channels per group, got 65"),
+    (1, 65, 4, "takes at most 64 input channels per group, got 65"),
 ])
 def test_grouped_declines_with_reason(groups, cin, cout, reason):
     geom = geometry((1, cin, 6, 6), (cout, cin // groups, 3, 3), groups)
@@ -57,7 +57,7 @@ def test_grouped_declines_with_reason(groups, cin, cout, reason):
         REGISTRY["grouped"].check(geom)
 
 
-@pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2), (2, 4, 38)])  # 4, 3, 1, 19 outputs per group
+@pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2), (2, 4, 38), (1, 3, 16)])  # 4, 3, 1, 19, 16 outputs per group
 @pytest.mark.parametrize("stride", [1, 2])
 def test_grouped_matches_torch(rng, groups, cin, cout, stride):
     x, w, b = random_conv_inputs(rng, (2, cin, 9, 10), (cout, cin // groups, 3, 3), dtype=np.float32)

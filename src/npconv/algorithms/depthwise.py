@@ -501,15 +501,15 @@ def _plan(geom, threads):
 
 
 class GroupedDirect(Depthwise):
-    """``grouped``: the same kernel for any group count with few channels per group
-    (ResNeXt's 32 groups of 4), where per-group GEMMs are too small for BLAS."""
+    """``grouped``: the same kernel for any group count with few input channels per group --
+    ResNeXt's 32 groups of 4, where per-group GEMMs are too small for BLAS, or one group of an
+    image's 3 colours, where im2col's columns are as long as the output and its GEMMs' sums 27
+    or 147 long (ResNet-50's 7x7/2 stem 1.4x faster than im2col)."""
 
     name = "grouped"
     MAX_IN_PER_GROUP = 64
 
     def why_unsupported(self, geom):
-        if geom.groups == 1:
-            return "it needs groups > 1, got groups=1"
         if geom.in_per_group > self.MAX_IN_PER_GROUP:
             return f"it takes at most {self.MAX_IN_PER_GROUP} input channels per group, got {geom.in_per_group}"
         return self._why_not_rank(geom)
