@@ -71,7 +71,7 @@ def test_grouped_matches_torch(rng, groups, cin, cout, stride):
 def test_output_blocks_and_runs_match_torch(rng, out_per_group, x_size, stride, dtype):
     """Every split of a group's outputs into register blocks (:mod:`npconv.algorithms.register_block`)
     and past OUTPUT_BLOCK; planes shorter than one run of positions and longer than several, the
-    last run overlapping the one before."""
+    last run narrower."""
     x, w, b = random_conv_inputs(rng, (3, 6, *x_size), (3 * out_per_group, 2, 3, 3), dtype=dtype)
     y = npconv.conv2d(x, w, b, stride=stride, padding=1, groups=3, algo="grouped")
     assert_matches_torch(y, x, w, b, stride=stride, padding=1, groups=3)

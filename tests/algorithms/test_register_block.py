@@ -1,4 +1,5 @@
-"""register_block: the register-blocked sums against NumPy, each block size and dtype, and what it writes."""
+"""register_block: the register-blocked sums against NumPy, each block size, vector count and dtype, and what it
+writes."""
 
 import numpy as np
 import pytest
@@ -6,26 +7,36 @@ from numba import njit
 
 from npconv.algorithms import register_block
 
+BLOCKS = [(ob, count) for ob in (8, 4, 2, 1) for count in range(1, register_block.vectors(ob) + 1)]
+
 
 @njit(cache=True)
-def _call(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
-    register_block.run_block(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
+def _call(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
+    register_block.run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
                              out_stride)
 
 
-@pytest.mark.parametrize("ob", [8, 4, 2, 1])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("channels, taps", [(1, 1), (3, 9), (16, 9), (2, 25)])
-def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, dtype, channels, taps):
-    run = register_block.span(ob, np.dtype(dtype).itemsize)
-    plane, src_start, w_start, out_start = run + 61, 5, 3, 7  # starts off the vectors' alignment
-    w_stride, out_stride = channels * taps + 2, run + 9  # gaps between the outputs' weights and rows
-    offsets = rng.permutation(60)[:taps].astype(np.int64)  # any order
+def _block_case(rng, ob, count, dtype, channels, taps):
+    """Random operands of one block call, every start off the vectors' alignment, gaps between the
+    outputs' weights and rows, offsets in any order; ``out`` NaN."""
+    run = count * register_block.lanes(np.dtype(dtype).itemsize)
+    plane, src_start, w_start, out_start = run + 61, 5, 3, 7
+    w_stride, out_stride = channels * taps + 2, run + 9
+    offsets = rng.permutation(60)[:taps].astype(np.int64)
     src = rng.standard_normal(src_start + channels * plane).astype(dtype)
     w = rng.standard_normal(w_start + ob * w_stride).astype(dtype)
     out = np.full(out_start + ob * out_stride + 4, np.nan, dtype=dtype)
+    return (src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride), run
 
-    _call(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+
+@pytest.mark.parametrize("ob, count", BLOCKS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels, taps", [(1, 1), (3, 9), (16, 9), (2, 25)])
+def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, count, dtype, channels, taps):
+    args, run = _block_case(rng, ob, count, dtype, channels, taps)
+    src, src_start, plane, offsets, _, w, w_start, w_stride, out, out_start, out_stride = args
+
+    _call(ob, count, *args)
 
     q = np.arange(run)
     inputs = src[src_start + np.arange(channels)[:, None, None] * plane + offsets[None, :, None] + q]  # (c, t, q)
@@ -39,11 +50,14 @@ def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, dtype, channel
     assert np.isnan(out[~written]).all()  # nothing outside the block's rows
 
 
+@pytest.mark.parametrize("ob", [8, 4, 2, 1])
+def test_block_of_no_vectors_writes_nothing(rng, ob):
+    args, _ = _block_case(rng, ob, 1, np.float32, 2, 9)
+    for count in (0, register_block.vectors(ob) + 1):
+        _call(ob, count, *args)
+        assert np.isnan(args[8]).all()
+
+
 @pytest.mark.parametrize("outputs, block", [(1, 1), (2, 2), (3, 2), (4, 4), (7, 4), (8, 8), (33, 8)])
 def test_fit_takes_the_largest_block_not_above(outputs, block):
     assert register_block.fit(outputs) == block
-
-
-@pytest.mark.parametrize("itemsize", [4, 8])
-def test_widest_is_the_longest_run(itemsize):
-    assert register_block.widest(itemsize) == max(register_block.span(ob, itemsize) for ob in (8, 4, 2, 1))

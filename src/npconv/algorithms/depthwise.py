@@ -299,7 +299,7 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     input planes are moved into their phases once for the whole block, the images' one after
     another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and the block's outputs
     are summed 8, 4, 2 or 1 at a time over runs of positions in registers
-    (:mod:`.register_block`), the last run of each block ending at the last output."""
+    (:mod:`.register_block`), the last run of each block only as many vectors as it needs."""
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     out_per_group = out_channels // groups
@@ -310,9 +310,9 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     offsets = _tap_offsets(w.shape[2:], stride, dilation, stacked)
     weights, taps = w.reshape(w.size), offsets.size  # weight (o, c, t) at (o*cg + c)*taps + t
     last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
-    widest = register_block.widest(x.itemsize)
-    row = max((images - 1) * image + last_output, widest)  # acc's row: every run fits
-    plane = max(_buffer_size(stride, phase, images, offsets, last_output), widest + offsets.max())
+    lanes = register_block.lanes(x.itemsize)  # a run's last vector ends less than this past the last output
+    row = (images - 1) * image + last_output + lanes  # acc's row
+    plane = _buffer_size(stride, phase, images, offsets, last_output) + lanes
     xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
     acc = np.empty(min(OUTPUT_BLOCK, out_per_group) * row, dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
@@ -329,11 +329,12 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
         j = 0
         while j < count:
             ob = register_block.fit(count - j)
-            run = register_block.span(ob, x.itemsize)
-            for q in range(0, max(length, run), run):
-                q = min(q, max(length, run) - run)  # the last run ends at the last output
-                register_block.run_block(ob, xp, q, plane, offsets, cg, weights, (o0 + j) * cg * taps, cg * taps, acc,
-                                         j * row + q, row)
+            q = 0
+            while q < length:  # runs of the widest block, the last only as wide as the positions left
+                vectors = min(register_block.vectors(ob), -(-(length - q) // lanes))
+                register_block.run_block(ob, vectors, xp, q, plane, offsets, cg, weights, (o0 + j) * cg * taps,
+                                         cg * taps, acc, j * row + q, row)
+                q += vectors * lanes
             j += ob
         for j in range(count):
             for b in range(nb):

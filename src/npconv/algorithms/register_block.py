@@ -1,16 +1,18 @@
 """Register-blocked multiply-adds for the direct kernels, emitted as LLVM IR.
 
-``block(ob)(src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)``
-computes, for ``o < ob`` and ``q < span(ob, itemsize)``::
+``block(ob)(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
+out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(itemsize)``::
 
     out[out_start + o*out_stride + q] = sum_{c < channels, t < T}
         w[w_start + o*w_stride + c*T + t] * src[src_start + c*plane + offsets[t] + q]
 
 with ``T = offsets.size``: ``ob`` outputs of a run of positions, over every input plane and
-kernel offset of a group (:mod:`.depthwise`'s flat planes).  The ``ob x vectors(ob)`` sums are
-64-byte vectors (16 float32 or 8 float64 lanes) held in registers through the whole sum; each
-step loads ``vectors(ob)`` input vectors and broadcasts ``ob`` weights into ``ob * vectors(ob)``
-fused multiply-adds, and ``out`` is written once.
+kernel offset of a group (:mod:`.depthwise`'s flat planes).  The ``ob x count`` sums (``count``
+from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8 float64 lanes) held in
+registers through the whole sum; each step loads ``count`` input vectors and broadcasts ``ob``
+weights into ``ob * count`` fused multiply-adds, and ``out`` is written once.  Runs shorter
+than the widest serve the end of a plane: a 7x7 output (a row of 7 and its border, 55
+positions) computed as runs of 48 then 16 positions, not 96.
 
 Why IR: Numba vectorises only innermost loops, so in Python the sums over ``(c, t)`` must go
 through memory (a load and a store of the sum per input stream), and that kernel ran at ~70
@@ -38,18 +40,18 @@ def vectors(ob):
 
 @functools.cache
 def block(ob):
-    """The Numba intrinsic computing ``ob`` outputs' block (module docstring)."""
-    count = vectors.py_func(ob)
+    """The Numba intrinsic computing ``ob`` outputs' block of ``count`` vectors (module docstring),
+    one loop nest per count up to :func:`vectors`, chosen by a switch."""
 
     @intrinsic
-    def register_block(typingctx, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
-                       out_stride):
-        sig = types.void(src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp, out, types.intp,
-                         types.intp)
+    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out,
+                       out_start, out_stride):
+        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp, out,
+                         types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride = args
-            src_t, offsets_t, w_t, out_t = signature.args[0], signature.args[3], signature.args[5], signature.args[8]
+            count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride = args
+            src_t, offsets_t, w_t, out_t = signature.args[1], signature.args[4], signature.args[6], signature.args[9]
             value = context.get_value_type(src_t.dtype)
             itemsize = context.get_abi_sizeof(value)
             lanes = VECTOR_BYTES // itemsize
@@ -74,27 +76,40 @@ def block(ob):
             undef = ir.Constant(vector, ir.Undefined)
             lane0 = ir.Constant(ir.IntType(32), 0)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(count)]
-                    for _ in range(ob)]
-            with cgutils.for_range(builder, channels) as c_loop:
-                c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
-                c_w = builder.add(w_start, builder.mul(c_loop.index, taps))
-                with cgutils.for_range(builder, taps) as t_loop:
-                    start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
-                    xs = [builder.load(vector_at(src_p, builder.add(start, const(v * lanes))), align=itemsize)
-                          for v in range(count)]
-                    t_w = builder.add(c_w, t_loop.index)
-                    for o in range(ob):
-                        weight = builder.load(builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))]))
-                        broadcast = builder.shuffle_vector(builder.insert_element(undef, weight, lane0), undef, splat)
-                        for v in range(count):
-                            builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]), sums[o][v])
-            for o in range(ob):
-                o_out = builder.add(out_start, builder.mul(const(o), out_stride))
-                for v in range(count):
-                    builder.store(builder.load(sums[o][v]), vector_at(out_p, builder.add(o_out, const(v * lanes))),
-                                  align=itemsize)
+
+            def sum_block(vecs):
+                # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
+                sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
+                        for _ in range(ob)]
+                with cgutils.for_range(builder, channels) as c_loop:
+                    c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
+                    c_w = builder.add(w_start, builder.mul(c_loop.index, taps))
+                    with cgutils.for_range(builder, taps) as t_loop:
+                        start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
+                        xs = [builder.load(vector_at(src_p, builder.add(start, const(v * lanes))), align=itemsize)
+                              for v in range(vecs)]
+                        t_w = builder.add(c_w, t_loop.index)
+                        for o in range(ob):
+                            weight = builder.load(builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))]))
+                            broadcast = builder.shuffle_vector(builder.insert_element(undef, weight, lane0), undef, splat)
+                            for v in range(vecs):
+                                builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]),
+                                              sums[o][v])
+                for o in range(ob):
+                    o_out = builder.add(out_start, builder.mul(const(o), out_stride))
+                    for v in range(vecs):
+                        builder.store(builder.load(sums[o][v]), vector_at(out_p, builder.add(o_out, const(v * lanes))),
+                                      align=itemsize)
+
+            done = builder.append_basic_block("done")
+            switch = builder.switch(count, done)  # any other count computes nothing
+            for vecs in range(1, vectors.py_func(ob) + 1):
+                case = builder.append_basic_block(f"vectors{vecs}")
+                switch.add_case(const(vecs), case)
+                builder.position_at_end(case)
+                sum_block(vecs)
+                builder.branch(done)
+            builder.position_at_end(done)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -112,25 +127,19 @@ def fit(outputs):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def span(ob, itemsize):
-    """Positions one call of ``block(ob)`` computes for values of ``itemsize`` bytes."""
-    return vectors(ob) * (VECTOR_BYTES // itemsize)
+def lanes(itemsize):
+    """Positions a vector holds: a block of ``count`` vectors computes ``count * lanes(itemsize)``."""
+    return VECTOR_BYTES // itemsize
 
 
 @njit(cache=True, nogil=True, inline="always")
-def widest(itemsize):
-    """The longest run of positions any block computes."""
-    return max(span(8, itemsize), span(4, itemsize), span(2, itemsize), span(1, itemsize))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def run_block(ob, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
-    """``block(ob)(...)`` for ``ob`` known only at run time."""
+def run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
+    """``block(ob)(count, ...)`` for ``ob`` known only at run time."""
     if ob == 8:
-        _BLOCK8(src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK8(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
     elif ob == 4:
-        _BLOCK4(src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK4(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
     elif ob == 2:
-        _BLOCK2(src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK2(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
     else:
-        _BLOCK1(src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK1(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
