@@ -1,0 +1,43 @@
+"""vector_copy: row copies and deals against NumPy slicing, every length around the vector width, and nothing
+written outside."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from npconv.algorithms import vector_copy
+
+LENGTHS = [0, 1, 7, 15, 16, 17, 31, 32, 33, 40]
+
+
+@njit(cache=True)
+def _copy(dst, d, src, s, n):
+    vector_copy.copy(dst, d, src, s, n)
+
+
+@njit(cache=True)
+def _deal(even, e, odd, o, src, s, n):
+    vector_copy.deal(even, e, odd, o, src, s, n)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_matches_slicing(rng, n, dtype):
+    src = rng.standard_normal(n + 9).astype(dtype)
+    dst = np.full(n + 12, np.nan, dtype=dtype)
+    _copy(dst, 5, src, 3, n)
+    expected = np.full_like(dst, np.nan)
+    expected[5 : 5 + n] = src[3 : 3 + n]
+    np.testing.assert_array_equal(dst, expected)  # NaN where nothing was to be written
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_deal_matches_slicing(rng, n, dtype):
+    src = rng.standard_normal(2 * n + 9).astype(dtype)
+    buf = np.full(2 * n + 20, np.nan, dtype=dtype)  # both phases in one buffer, as the kernels hold them
+    _deal(buf, 3, buf, n + 11, src, 5, n)
+    expected = np.full_like(buf, np.nan)
+    expected[3 : 3 + n] = src[5 : 5 + 2 * n : 2]
+    expected[n + 11 : 2 * n + 11] = src[6 : 6 + 2 * n : 2]
+    np.testing.assert_array_equal(buf, expected)
