@@ -2,14 +2,15 @@
 images stacked in the phases."""
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
 
 import npconv
-from npconv.algorithms import REGISTRY, depthwise, select
-from npconv.algorithms.depthwise import weight_gradient
+from npconv.algorithms import REGISTRY, auto_rejections, depthwise, select
+from npconv.algorithms.depthwise import input_gradient, weight_gradient
 from npconv.geometry import conv_geometry
 
 from ..conftest import assert_matches_torch, random_conv_inputs, resolve_padding
@@ -201,3 +202,51 @@ def test_stride_2_rows_copied_in_pairs(rng, width, padding):
     crop = (slice(None), slice(None), *(slice(lo, lo + n) for (lo, _), n in zip(pairs, x_shape[2:])))
     np.testing.assert_allclose(grad_x, xt.grad.numpy()[crop], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grad_w, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 16, 40, 40), (16, 16, 3, 3), dict(padding=1, stride=2, groups=1)),  # one group: a block per thread
+    ((3, 64, 14, 14), (64, 4, 3, 3), dict(padding=1, groups=16)),  # stacked images
+    ((2, 8, 31, 29), (24, 1, 3, 3), dict(padding=1, stride=2, groups=8)),  # depthwise, multiplier 3
+    ((1, 2, 40, 40), (48, 1, 3, 3), dict(padding=1, stride=2, groups=2)),  # the input gradient's buffers the largest
+    ((2, 6, 9, 8, 7), (6, 2, 3, 3, 3), dict(padding=1, stride=(1, 2, 2), groups=3)),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernels_allocate_within_workspace_bytes(rng, request, x_shape, w_shape, params, threads):
+    """workspace_bytes bounds what the forward and both gradients allocate beyond their results
+    (Numba's allocations are traced too), as auto's workspace rule relies on it: with one
+    thread each bound is one thread's buffers."""
+    request.addfinalizer(lambda old=npconv.get_num_threads(): npconv.set_num_threads(old))
+    npconv.set_num_threads(threads)
+    x, w, _ = random_conv_inputs(rng, x_shape, w_shape, bias=False, dtype=np.float32)
+    geom, _ = conv_geometry("test", x.shape, w.shape, None, **{"stride": 1, "dilation": 1, **params},
+                            padding_mode="zeros", dtype=np.dtype(np.float32))
+    alg = REGISTRY["depthwise" if geom.groups == geom.in_channels else "grouped"]
+    out = np.empty(geom.out_shape, dtype=np.float32)
+    grad = rng.standard_normal(geom.out_shape).astype(np.float32)
+    steps = [(lambda: alg.run(x, w, geom, out), 0), (lambda: input_gradient(grad, w, geom), x.nbytes),
+             (lambda: weight_gradient(x, grad, geom), w.nbytes)]
+    for step, result in steps:
+        step()  # compiled, caches warm
+        tracemalloc.start()
+        try:
+            step()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= result + alg.workspace_bytes(geom) + 2**16
+
+
+def test_auto_passes_it_over_beyond_the_workspace_limit(workspace_limit):
+    """Its planes are not chunked: over the limit auto runs another algorithm, and says why; named, it runs."""
+    geom, _ = conv_geometry("test", (1, 16, 64, 64), (16, 16, 3, 3), None, stride=2, padding=1, dilation=1, groups=1,
+                            padding_mode="zeros", dtype=np.dtype(np.float32))
+    grouped = REGISTRY["grouped"]
+    need = grouped.workspace_bytes(geom)
+    workspace_limit(need)
+    assert auto_rejections(geom)["grouped"] is None
+    workspace_limit(need - 1)
+    assert auto_rejections(geom)["grouped"] == (f"its planes need {need} bytes of scratch, above the workspace limit "
+                                                f"of {need - 1}")
+    assert select("test", geom, "auto").name != "grouped"
+    assert select("test", geom, "grouped") is grouped

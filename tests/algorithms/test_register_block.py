@@ -11,22 +11,25 @@ BLOCKS = [(ob, count) for ob in (8, 4, 2, 1) for count in range(1, register_bloc
 
 
 @njit(cache=True)
-def _call(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
-    register_block.run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
-                             out_stride)
+def _call(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+          out_stride):
+    register_block.run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
+                             w_channel_stride, out, out_start, out_stride)
 
 
 def _block_case(rng, ob, count, dtype, channels, taps):
     """Random operands of one block call, every start off the vectors' alignment, gaps between the
-    outputs' weights and rows, offsets in any order; ``out`` NaN."""
+    outputs' weights, their channels' and their rows, offsets in any order; ``out`` NaN."""
     run = count * register_block.lanes(np.dtype(dtype).itemsize)
     plane, src_start, w_start, out_start = run + 61, 5, 3, 7
-    w_stride, out_stride = channels * taps + 2, run + 9
+    w_channel_stride = taps + 3
+    w_stride, out_stride = channels * w_channel_stride + 2, run + 9
     offsets = rng.permutation(60)[:taps].astype(np.int64)
     src = rng.standard_normal(src_start + channels * plane).astype(dtype)
     w = rng.standard_normal(w_start + ob * w_stride).astype(dtype)
     out = np.full(out_start + ob * out_stride + 4, np.nan, dtype=dtype)
-    return (src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride), run
+    return (src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+            out_stride), run
 
 
 @pytest.mark.parametrize("ob, count", BLOCKS)
@@ -34,13 +37,14 @@ def _block_case(rng, ob, count, dtype, channels, taps):
 @pytest.mark.parametrize("channels, taps", [(1, 1), (3, 9), (16, 9), (2, 25)])
 def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, count, dtype, channels, taps):
     args, run = _block_case(rng, ob, count, dtype, channels, taps)
-    src, src_start, plane, offsets, _, w, w_start, w_stride, out, out_start, out_stride = args
+    src, src_start, plane, offsets, _, w, w_start, w_stride, w_channel_stride, out, out_start, out_stride = args
 
     _call(ob, count, *args)
 
     q = np.arange(run)
     inputs = src[src_start + np.arange(channels)[:, None, None] * plane + offsets[None, :, None] + q]  # (c, t, q)
-    weights = w[w_start + np.arange(ob)[:, None] * w_stride + np.arange(channels * taps)].reshape(ob, channels, taps)
+    weights = w[w_start + np.arange(ob)[:, None, None] * w_stride + np.arange(channels)[:, None] * w_channel_stride
+                + np.arange(taps)]  # (o, c, t)
     expected = np.einsum("oct,ctq->oq", weights.astype(np.float64), inputs.astype(np.float64))
     rows = out_start + np.arange(ob)[:, None] * out_stride + q
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -55,7 +59,7 @@ def test_block_of_no_vectors_writes_nothing(rng, ob):
     args, _ = _block_case(rng, ob, 1, np.float32, 2, 9)
     for count in (0, register_block.vectors(ob) + 1):
         _call(ob, count, *args)
-        assert np.isnan(args[8]).all()
+        assert np.isnan(args[9]).all()
 
 
 @pytest.mark.parametrize("outputs, block", [(1, 1), (2, 2), (3, 2), (4, 4), (7, 4), (8, 8), (33, 8)])

@@ -24,7 +24,8 @@ def algorithm_names():
 def auto_rejections(geom):
     """``{name: reason}`` for every registered algorithm: why ``auto`` passes it over for ``geom``,
     or None where it competes.  Competing: the supporting algorithms that the precision policy
-    allows (:func:`npconv.set_precision`); the reference algorithms only when no other one does."""
+    allows (:func:`npconv.set_precision`) and that have no reason of their own against it
+    (:meth:`Algorithm.why_not_auto`); the reference algorithms only when no other one does."""
     policy = get_precision()
     reasons = {}
     for alg in REGISTRY.values():
@@ -34,7 +35,7 @@ def auto_rejections(geom):
         elif not precision_allows(policy, alg.accuracy):
             reasons[alg.name] = f"precision policy {policy!r} excludes its accuracy {alg.accuracy!r}"
         else:
-            reasons[alg.name] = None
+            reasons[alg.name] = alg.why_not_auto(geom)
     if any(reason is None and not REGISTRY[name].reference for name, reason in reasons.items()):
         for name, reason in reasons.items():
             if reason is None and REGISTRY[name].reference:

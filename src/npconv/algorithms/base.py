@@ -71,6 +71,11 @@ class Algorithm:
         """Scratch bytes :meth:`run` allocates for ``geom`` (beyond input, weight and output)."""
         raise NotImplementedError
 
+    def why_not_auto(self, geom):
+        """Why ``auto`` passes over this algorithm for ``geom`` though it supports it, or None: by
+        default never (algorithms that chunk their scratch keep within the workspace limit)."""
+        return None
+
     def estimated_seconds(self, geom):
         """A rough run time for ``geom`` on this machine; only its ranking matters."""
         raise NotImplementedError

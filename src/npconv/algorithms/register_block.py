@@ -1,13 +1,14 @@
 """Register-blocked multiply-adds for the direct kernels, emitted as LLVM IR.
 
-``block(ob)(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start,
-out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(itemsize)``::
+``block(ob)(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride,
+out, out_start, out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(itemsize)``::
 
     out[out_start + o*out_stride + q] = sum_{c < channels, t < T}
-        w[w_start + o*w_stride + c*T + t] * src[src_start + c*plane + offsets[t] + q]
+        w[w_start + o*w_stride + c*w_channel_stride + t] * src[src_start + c*plane + offsets[t] + q]
 
 with ``T = offsets.size``: ``ob`` outputs of a run of positions, over every input plane and
-kernel offset of a group (:mod:`.depthwise`'s flat planes).  The ``ob x count`` sums (``count``
+kernel offset of a group (:mod:`.depthwise`'s flat planes; in its adjoint, ``src`` holds output
+gradients, ``out`` input channels' phases and the sum runs over output channels).  The ``ob x count`` sums (``count``
 from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8 float64 lanes) held in
 registers through the whole sum; each step loads ``count`` input vectors and broadcasts ``ob``
 weights into ``ob * count`` fused multiply-adds, and ``out`` is written once.  Runs shorter
@@ -44,14 +45,15 @@ def block(ob):
     one loop nest per count up to :func:`vectors`, chosen by a switch."""
 
     @intrinsic
-    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out,
-                       out_start, out_stride):
-        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp, out,
-                         types.intp, types.intp)
+    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
+                       w_channel_stride, out, out_start, out_stride):
+        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp,
+                         types.intp, out, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride = args
-            src_t, offsets_t, w_t, out_t = signature.args[1], signature.args[4], signature.args[6], signature.args[9]
+            (count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+             out_stride) = args
+            src_t, offsets_t, w_t, out_t = signature.args[1], signature.args[4], signature.args[6], signature.args[10]
             value = context.get_value_type(src_t.dtype)
             itemsize = context.get_abi_sizeof(value)
             lanes = VECTOR_BYTES // itemsize
@@ -83,7 +85,7 @@ def block(ob):
                         for _ in range(ob)]
                 with cgutils.for_range(builder, channels) as c_loop:
                     c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
-                    c_w = builder.add(w_start, builder.mul(c_loop.index, taps))
+                    c_w = builder.add(w_start, builder.mul(c_loop.index, w_channel_stride))
                     with cgutils.for_range(builder, taps) as t_loop:
                         start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
                         xs = [builder.load(vector_at(src_p, builder.add(start, const(v * lanes))), align=itemsize)
@@ -133,13 +135,18 @@ def lanes(itemsize):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride):
+def run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out,
+              out_start, out_stride):
     """``block(ob)(count, ...)`` for ``ob`` known only at run time."""
     if ob == 8:
-        _BLOCK8(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK8(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+                out_stride)
     elif ob == 4:
-        _BLOCK4(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK4(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+                out_stride)
     elif ob == 2:
-        _BLOCK2(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK2(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+                out_stride)
     else:
-        _BLOCK1(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, out, out_start, out_stride)
+        _BLOCK1(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+                out_stride)
