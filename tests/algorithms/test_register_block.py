@@ -65,3 +65,34 @@ def test_block_of_no_vectors_writes_nothing(rng, ob):
 @pytest.mark.parametrize("outputs, block", [(1, 1), (2, 2), (3, 2), (4, 4), (7, 4), (8, 8), (33, 8)])
 def test_fit_takes_the_largest_block_not_above(outputs, block):
     assert register_block.fit(outputs) == block
+
+
+@njit(cache=True)
+def _call_dots(ob, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride):
+    register_block.run_dots(ob, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
+
+
+@pytest.mark.parametrize("ob", [3, 2, 1])
+@pytest.mark.parametrize("taps", range(1, register_block.TAP_BLOCK + 1))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 17, 40])  # one masked step; a whole vector and a masked one; several
+def test_dots_add_to_the_sums_and_nothing_else(rng, ob, taps, dtype, n):
+    g_start, g_stride, x_start, t0, s_start, s_stride = 3, n + 5, 4, 2, 1, taps + 4
+    offsets = rng.permutation(30)[: t0 + taps].astype(np.int64)  # the first t0 not summed
+    g = rng.standard_normal(g_start + ob * g_stride).astype(dtype)
+    x = rng.standard_normal(x_start + 30 + n).astype(dtype)
+    sums = np.full(s_start + ob * s_stride + 2, np.nan, dtype=dtype)
+    slots = s_start + np.arange(ob)[:, None] * s_stride + np.arange(taps)  # (o, i)
+    before = rng.standard_normal(slots.shape).astype(dtype)
+    sums[slots] = before
+
+    _call_dots(ob, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
+
+    gs = g[g_start + np.arange(ob)[:, None] * g_stride + np.arange(n)].astype(np.float64)  # (o, q)
+    xs = x[x_start + offsets[t0:, None] + np.arange(n)].astype(np.float64)  # (i, q)
+    expected = before + gs @ xs.T
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sums[slots], expected, rtol=tol, atol=tol * np.abs(expected).max())
+    touched = np.zeros(sums.size, dtype=bool)
+    touched[slots.ravel()] = True
+    assert np.isnan(sums[~touched]).all()

@@ -17,15 +17,17 @@ every offset is one shift of one flattened phase::
 
     acc[q] = sum_k w[k] * xq_flat[q + offset(k)]    offset(k) = phase(k)*Dq*Hq*Wq + (rd//sd*Hq + rh//sh)*Wq + rw//sw
 
-The inner loops run over whole planes, not over output rows (7 values wide in MobileNet's
-last stages), at unit stride whatever the convolution's stride, and vectorise (a 3x3
-kernel's nine offsets in one pass); the ``Wq - Wo`` columns of each row computed for
-nothing are then dropped.  Small planes of several images go one after another in each
-phase (as if stacked along D), so that one pass runs over all of them.  The weight gradient
-is the same shifts as dot products with the output gradient laid out like ``acc``; the input
-gradient, the adjoint, reads that output gradient through the negated shifts into the
-phases and copies them back (:func:`flat_input_gradient_kernel`).  At stride 1 neighbouring
-rows and images share one zero border (:func:`_phase_shape`), fewer values computed for nothing.
+The sums run over whole planes, not over output rows (7 values wide in MobileNet's last
+stages), at unit stride whatever the convolution's stride, in runs of positions held in
+vector registers through every input plane and offset of the group (:mod:`.register_block`);
+the ``Wq - Wo`` columns of each row computed for nothing are then dropped.  Small planes of
+several images go one after another in each phase (as if stacked along D), so that one run
+covers several of them.  The weight gradient is the same shifts as dot products with the
+output gradient laid out like ``acc``; the input gradient, the adjoint, reads that output
+gradient through the negated shifts into the phases and copies them back
+(:func:`flat_input_gradient_kernel`).  Planes move as 64-byte vectors (:mod:`.vector_copy`).
+At stride 1 neighbouring rows and images share one zero border (:func:`_phase_shape`), fewer
+values computed for nothing.
 """
 
 import functools
@@ -53,9 +55,9 @@ SECONDS_PER_PLANE_VALUE = 0.3e-9
 # group's input planes into their phases (ResNeXt's 4 to 32 outputs per group: its 32-output
 # layers at batch 8 ran 1.3-1.4x faster in one block than in two of 16).
 OUTPUT_BLOCK = 32
-# Images the forward kernel lays one after another in its phases, so that each pass runs over
-# about this many values: a pass costs ~40 ns to set up, as much as ~800 values of work, and
-# a 7x7 output is 63 (9 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
+# Images the kernels lay one after another in their phases, so that a unit's runs cover about
+# this many positions: each unit and run has its set-up, and a 7x7 output's last run is mostly
+# columns computed for nothing (12 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
 STACK_VALUES = 800
 # Stride-2 rows at least this long are copied into their two column phases in one pass
 # (shorter ones measured no faster).
@@ -94,16 +96,6 @@ def _tap_offsets(kernel, stride, dilation, phase):
         which = ((rd % stride[0]) * stride[1] + rh % stride[1]) * stride[2] + rw % stride[2]
         offsets[t] = which * phase[0] * hq * wq + ((rd // stride[0]) * hq + rh // stride[1]) * wq + rw // stride[2]
     return offsets
-
-
-@njit(cache=True, nogil=True)
-def _shifted(xp, offset, length):
-    """The flattened phases shifted by ``offset``, as a view of ``length`` values.
-
-    The kernels index views with their loop counter: indexing ``xp[q + offset]`` with a
-    signed sum stops the loops from vectorising (7x slower, for Numba's negative-index check).
-    """
-    return xp[offset : offset + length]
 
 
 @njit(cache=True, nogil=True)
@@ -222,81 +214,6 @@ def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf, fresh=Fals
             vector_copy.copy(flat, src, buf, dst, out_w)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _nine_shifted(src, starts, t, length):
-    """The views :func:`_shifted` of offsets ``t .. t + 8``: one pass's nine input streams."""
-    return (_shifted(src, starts[t], length), _shifted(src, starts[t + 1], length),
-            _shifted(src, starts[t + 2], length), _shifted(src, starts[t + 3], length),
-            _shifted(src, starts[t + 4], length), _shifted(src, starts[t + 5], length),
-            _shifted(src, starts[t + 6], length), _shifted(src, starts[t + 7], length),
-            _shifted(src, starts[t + 8], length))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_shifted(acc, src, starts, weights):
-    """acc[q] += sum_t weights[t] * src[starts[t] + q] for every q of acc: nine offsets per pass
-    (a 3x3 kernel's: each pass over acc costs ~40 ns of set-up, as much as 800 values), then
-    three, then one."""
-    length, t = acc.size, 0
-    while t + 9 <= starts.size:  # a 3x3 kernel's nine offsets in one pass
-        x0, x1, x2, x3, x4, x5, x6, x7, x8 = _nine_shifted(src, starts, t, length)
-        w0, w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3], weights[t + 4]
-        w5, w6, w7, w8 = weights[t + 5], weights[t + 6], weights[t + 7], weights[t + 8]
-        for q in range(length):
-            acc[q] += (w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q] + w4 * x4[q] + w5 * x5[q]
-                       + w6 * x6[q] + w7 * x7[q] + w8 * x8[q])
-        t += 9
-    while t + 3 <= starts.size:
-        x0 = _shifted(src, starts[t], length)
-        x1 = _shifted(src, starts[t + 1], length)
-        x2 = _shifted(src, starts[t + 2], length)
-        w0, w1, w2 = weights[t], weights[t + 1], weights[t + 2]
-        for q in range(length):
-            acc[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q]
-        t += 3
-    for t in range(t, starts.size):
-        x0, w0 = _shifted(src, starts[t], length), weights[t]
-        for q in range(length):
-            acc[q] += w0 * x0[q]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _dot_shifted(sums, g, src, starts, zero):
-    """sums[t] += sum_q g[q] * src[starts[t] + q]: the weight gradient's counterpart of
-    :func:`_add_shifted`, nine offsets per pass over ``g``, then one.  The sums start from
-    ``zero``, a 0 of the data's dtype: from a float64 0.0, float32 products were widened one
-    by one (ResNeXt's weight gradients 2x slower)."""
-    length, t = g.size, 0
-    while t + 9 <= starts.size:
-        x0, x1, x2, x3, x4, x5, x6, x7, x8 = _nine_shifted(src, starts, t, length)
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
-        for q in range(length):
-            s0 += g[q] * x0[q]
-            s1 += g[q] * x1[q]
-            s2 += g[q] * x2[q]
-            s3 += g[q] * x3[q]
-            s4 += g[q] * x4[q]
-            s5 += g[q] * x5[q]
-            s6 += g[q] * x6[q]
-            s7 += g[q] * x7[q]
-            s8 += g[q] * x8[q]
-        sums[t] += s0
-        sums[t + 1] += s1
-        sums[t + 2] += s2
-        sums[t + 3] += s3
-        sums[t + 4] += s4
-        sums[t + 5] += s5
-        sums[t + 6] += s6
-        sums[t + 7] += s7
-        sums[t + 8] += s8
-        t += 9
-    for t in range(t, starts.size):
-        x0, s0 = _shifted(src, starts[t], length), zero
-        for q in range(length):
-            s0 += g[q] * x0[q]
-        sums[t] += s0
-
-
 @njit(cache=True, nogil=True)
 def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, last):
     """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
@@ -393,7 +310,7 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
             _move_plane(flat, (n * channels + g * cg + c0 + j) * size, acc[j * row :], copies, stride[2], False)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True)
 def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phase, images, first, last):
     """Units ``first .. last`` of gw (C_out, Cg, KD, KH, KW), the weight gradient of
     :func:`flat_kernel`: per offset, the dot product of the output gradient laid out like
@@ -418,7 +335,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
     xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
     gp = np.zeros(min(OUTPUT_BLOCK, out_per_group) * span, dtype=x.dtype)  # the block's gradients
     sums = np.empty((min(OUTPUT_BLOCK, out_per_group), cg, taps), dtype=gw.dtype)
-    zero = np.zeros(1, dtype=x.dtype)[0]
+    sums_flat = sums.reshape(sums.size)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     grad_flat, grad_plane = grad.reshape(grad.size), grad[0, 0].size
     for unit in range(first, last):
@@ -438,8 +355,13 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
                 for b in range(nb):
                     _move_output(grad_flat, ((n0 + b) * out_channels + o0 + j) * grad_plane, gp[j * span :],
                                  b * image, grad.shape[2:], hq, wq, True)
+            for j in range(0, count, 3):  # three outputs' gradients at a time meet each input plane
+                ob = min(3, count - j)
                 for c in range(cg):
-                    _dot_shifted(sums[j, c], gp[j * span : j * span + length], xp[c * plane :], offsets, zero)
+                    for t in range(0, taps, register_block.TAP_BLOCK):
+                        register_block.run_dots(ob, min(register_block.TAP_BLOCK, taps - t), gp, j * span, span, xp,
+                                                c * plane, offsets, t, length, sums_flat, (j * cg + c) * taps + t,
+                                                cg * taps)
         for j in range(count):
             gw[o0 + j] = sums[j].reshape(gw.shape[1:])
 

@@ -119,7 +119,126 @@ def block(ob):
     return register_block
 
 
+def vector_ops(context, builder, array_t):
+    """``(vector, lanes, itemsize, at, below, load, store)`` for ``array_t``'s dtype: the 64-byte
+    vector type, its lanes and item size; a vector pointer at ``base[start + offset]``; the mask
+    of the lanes below ``count``; the masked load (zeros in the lanes masked off) and store."""
+    value = context.get_value_type(array_t.dtype)
+    itemsize = context.get_abi_sizeof(value)
+    lanes = VECTOR_BYTES // itemsize
+    vector = ir.VectorType(value, lanes)
+    pointer, i32 = vector.as_pointer(), ir.IntType(32)
+    mask_t = ir.VectorType(ir.IntType(1), lanes)
+    suffix = f"v{lanes}f{8 * itemsize}.p0"
+    masked_load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [pointer, i32, mask_t, vector]), f"llvm.masked.load.{suffix}")
+    masked_store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_t]), f"llvm.masked.store.{suffix}")
+    align = ir.Constant(i32, itemsize)
+
+    def at(base, start, offset):
+        return builder.bitcast(builder.gep(base, [builder.add(start, offset)]), pointer)
+
+    def below(count):
+        index_t = ir.VectorType(count.type, lanes)
+        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(index_t, ir.Undefined), count,
+                                                              ir.Constant(i32, 0)),
+                                       ir.Constant(index_t, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        return builder.icmp_signed("<", ir.Constant(index_t, list(range(lanes))), splat)
+
+    def load(ptr, mask):
+        return builder.call(masked_load, [ptr, align, mask, ir.Constant(vector, [0.0] * lanes)])
+
+    def store(values, ptr, mask):
+        builder.call(masked_store, [values, ptr, align, mask])
+
+    return vector, lanes, itemsize, at, below, load, store
+
+
+# Kernel offsets a call of ``dots(ob)`` sums at most: ``ob * TAP_BLOCK`` sums in registers.
+TAP_BLOCK = 9
+
+
+@functools.cache
+def dots(ob):
+    """The Numba intrinsic of the weight gradient's register-blocked dot products, the forward's
+    counterpart: ``dots(ob)(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start,
+    s_stride)`` adds, for ``o < ob`` and ``i < taps`` (at most :data:`TAP_BLOCK`)::
+
+        sums[s_start + o*s_stride + i] += sum_{q < n} g[g_start + o*g_stride + q] * x[x_start + offsets[t0 + i] + q]
+
+    The ``ob x taps`` sums are vectors over ``q`` held in registers (each step ``ob + taps``
+    loads, the last masked, into ``ob * taps`` fused multiply-adds), added across their lanes
+    at the end; one loop nest per ``taps``, chosen by a switch."""
+
+    @intrinsic
+    def register_dots(typingctx, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride):
+        sig = types.void(types.intp, g, types.intp, types.intp, x, types.intp, offsets, types.intp, types.intp, sums,
+                         types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride = args
+            vector, lanes, itemsize, at, below, load, _ = vector_ops(context, builder, signature.args[1])
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                                 f"llvm.fma.v{lanes}f{8 * itemsize}")
+            index, i32 = n.type, ir.IntType(32)
+
+            def const(v):
+                return ir.Constant(index, v)
+
+            def data(i):
+                return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+            g_p, x_p, offsets_p, sums_p = data(1), data(4), data(6), data(9)
+
+            def across(v):  # the sum of v's lanes, halves added until one is left
+                width = lanes
+                while width > 1:
+                    width //= 2
+                    halves = [builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
+                                                                         list(range(start, start + width))))
+                              for start in (0, width)]
+                    v = builder.fadd(*halves)
+                return builder.extract_element(v, ir.Constant(i32, 0))
+
+            def dot_block(count):
+                sums_v = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(count)]
+                          for _ in range(ob)]
+                starts = [builder.add(x_start, builder.load(builder.gep(offsets_p, [builder.add(t0, const(i))])))
+                          for i in range(count)]
+                steps = builder.udiv(builder.add(n, const(lanes - 1)), const(lanes))
+                with cgutils.for_range(builder, steps) as loop:
+                    q = builder.mul(loop.index, const(lanes))
+                    mask = below(builder.sub(n, q))  # the last step's lanes past n load zeros
+                    gs = [load(at(g_p, builder.add(g_start, builder.mul(const(o), g_stride)), q), mask) for o in range(ob)]
+                    for i in range(count):
+                        xs = load(at(x_p, starts[i], q), mask)
+                        for o in range(ob):
+                            builder.store(builder.call(fma, [gs[o], xs, builder.load(sums_v[o][i])]), sums_v[o][i])
+                for o in range(ob):
+                    for i in range(count):
+                        slot = builder.gep(sums_p, [builder.add(s_start, builder.add(builder.mul(const(o), s_stride),
+                                                                                     const(i)))])
+                        builder.store(builder.fadd(builder.load(slot), across(builder.load(sums_v[o][i]))), slot)
+
+            done = builder.append_basic_block("done")
+            switch = builder.switch(taps, done)  # any other count adds nothing
+            for count in range(1, TAP_BLOCK + 1):
+                case = builder.append_basic_block(f"taps{count}")
+                switch.add_case(const(count), case)
+                builder.position_at_end(case)
+                dot_block(count)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return register_dots
+
+
 _BLOCK8, _BLOCK4, _BLOCK2, _BLOCK1 = block(8), block(4), block(2), block(1)
+_DOTS3, _DOTS2, _DOTS1 = dots(3), dots(2), dots(1)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -150,3 +269,14 @@ def run_block(ob, count, src, src_start, plane, offsets, channels, w, w_start, w
     else:
         _BLOCK1(count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
                 out_stride)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def run_dots(ob, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride):
+    """``dots(ob)(taps, ...)`` for ``ob`` (3, 2 or 1) known only at run time."""
+    if ob == 3:
+        _DOTS3(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
+    elif ob == 2:
+        _DOTS2(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
+    else:
+        _DOTS1(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)

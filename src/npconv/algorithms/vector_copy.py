@@ -15,42 +15,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .register_block import VECTOR_BYTES
-
-
-def _vector_ops(context, builder, array_t):
-    """The vector type of ``array_t``'s dtype and helpers: the masked load and store, a vector
-    pointer at ``base[start + offset]``, and the mask of the lanes below ``count``."""
-    value = context.get_value_type(array_t.dtype)
-    itemsize = context.get_abi_sizeof(value)
-    lanes = VECTOR_BYTES // itemsize
-    vector = ir.VectorType(value, lanes)
-    pointer, i32 = vector.as_pointer(), ir.IntType(32)
-    mask_t = ir.VectorType(ir.IntType(1), lanes)
-    suffix = f"v{lanes}f{8 * itemsize}.p0"
-    masked_load = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vector, [pointer, i32, mask_t, vector]), f"llvm.masked.load.{suffix}")
-    masked_store = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_t]), f"llvm.masked.store.{suffix}")
-    align = ir.Constant(i32, itemsize)
-
-    def at(base, start, offset):
-        return builder.bitcast(builder.gep(base, [builder.add(start, offset)]), pointer)
-
-    def below(count):
-        index_t = ir.VectorType(count.type, lanes)
-        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(index_t, ir.Undefined), count,
-                                                              ir.Constant(i32, 0)),
-                                       ir.Constant(index_t, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-        return builder.icmp_signed("<", ir.Constant(index_t, list(range(lanes))), splat)
-
-    def load(ptr, mask):
-        return builder.call(masked_load, [ptr, align, mask, ir.Constant(vector, ir.Undefined)])
-
-    def store(values, ptr, mask):
-        builder.call(masked_store, [values, ptr, align, mask])
-
-    return lanes, itemsize, at, below, load, store
+from .register_block import vector_ops
 
 
 @intrinsic
@@ -60,7 +25,7 @@ def copy(typingctx, dst, d, src, s, n):
 
     def codegen(context, builder, signature, args):
         dst, d, src, s, n = args
-        lanes, itemsize, at, below, load, store = _vector_ops(context, builder, signature.args[0])
+        _, lanes, itemsize, at, below, load, store = vector_ops(context, builder, signature.args[0])
         dst_p = context.make_array(signature.args[0])(context, builder, dst).data
         src_p = context.make_array(signature.args[2])(context, builder, src).data
         index = n.type
@@ -86,7 +51,7 @@ def deal(typingctx, even, e, odd, o, src, s, n):
 
     def codegen(context, builder, signature, args):
         even, e, odd, o, src, s, n = args
-        lanes, itemsize, at, below, load, store = _vector_ops(context, builder, signature.args[0])
+        _, lanes, itemsize, at, below, load, store = vector_ops(context, builder, signature.args[0])
         even_p = context.make_array(signature.args[0])(context, builder, even).data
         odd_p = context.make_array(signature.args[2])(context, builder, odd).data
         src_p = context.make_array(signature.args[4])(context, builder, src).data
