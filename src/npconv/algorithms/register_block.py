@@ -7,13 +7,15 @@ out, out_start, out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(i
         w[w_start + o*w_stride + c*w_channel_stride + t] * src[src_start + c*plane + offsets[t] + q]
 
 with ``T = offsets.size``: ``ob`` outputs of a run of positions, over every input plane and
-kernel offset of a group (:mod:`.depthwise`'s flat planes; in its adjoint, ``src`` holds output
-gradients, ``out`` input channels' phases and the sum runs over output channels).  The ``ob x count`` sums (``count``
-from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8 float64 lanes) held in
-registers through the whole sum; each step loads ``count`` input vectors and broadcasts ``ob``
-weights into ``ob * count`` fused multiply-adds, and ``out`` is written once.  Runs shorter
-than the widest serve the end of a plane: a 7x7 output (a row of 7 and its border, 55
-positions) computed as runs of 48 then 16 positions, not 96.
+kernel offset of a group (:mod:`.depthwise`'s flat planes; in its adjoint, ``src`` holds
+output gradients, ``out`` input channels' phases and the sum runs over output channels).  The
+``ob x count`` sums (``count`` from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8
+float64 lanes) held in registers through the whole sum; each step loads ``count`` input
+vectors and broadcasts ``ob`` weights into ``ob * count`` fused multiply-adds, and ``out`` is
+written once.  Runs shorter than the widest serve the end of a plane: a 7x7 output (a row of
+7 and its border, 55 positions) computed as runs of 48 then 16 positions, not 96.
+:func:`dots` is the weight gradient's counterpart: dot products over the positions, the sums
+of several outputs and kernel offsets in registers.
 
 Why IR: Numba vectorises only innermost loops, so in Python the sums over ``(c, t)`` must go
 through memory (a load and a store of the sum per input stream), and that kernel ran at ~70
@@ -37,86 +39,6 @@ def vectors(ob):
     120-150 GFLOP/s, 6 x 4 at 110, 12 x 2 at 85).  One output, a depthwise plane, is bound by its
     input loads whatever the block."""
     return 3 if ob == 8 else 6 if ob == 4 else 8 if ob == 2 else 4
-
-
-@functools.cache
-def block(ob):
-    """The Numba intrinsic computing ``ob`` outputs' block of ``count`` vectors (module docstring),
-    one loop nest per count up to :func:`vectors`, chosen by a switch."""
-
-    @intrinsic
-    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
-                       w_channel_stride, out, out_start, out_stride):
-        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp,
-                         types.intp, out, types.intp, types.intp)
-
-        def codegen(context, builder, signature, args):
-            (count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
-             out_stride) = args
-            src_t, offsets_t, w_t, out_t = signature.args[1], signature.args[4], signature.args[6], signature.args[10]
-            value = context.get_value_type(src_t.dtype)
-            itemsize = context.get_abi_sizeof(value)
-            lanes = VECTOR_BYTES // itemsize
-            vector = ir.VectorType(value, lanes)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.v{lanes}f{8 * itemsize}")
-            index = src_start.type
-
-            def const(v):
-                return ir.Constant(index, v)
-
-            def data(ty, val):
-                return context.make_array(ty)(context, builder, val).data
-
-            src_p, w_p, out_p = data(src_t, src), data(w_t, w), data(out_t, out)
-            offsets_a = context.make_array(offsets_t)(context, builder, offsets)
-            taps = builder.extract_value(offsets_a.shape, 0)
-
-            def vector_at(pointer, i):
-                return builder.bitcast(builder.gep(pointer, [i]), vector.as_pointer())
-
-            undef = ir.Constant(vector, ir.Undefined)
-            lane0 = ir.Constant(ir.IntType(32), 0)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-
-            def sum_block(vecs):
-                # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
-                sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
-                        for _ in range(ob)]
-                with cgutils.for_range(builder, channels) as c_loop:
-                    c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
-                    c_w = builder.add(w_start, builder.mul(c_loop.index, w_channel_stride))
-                    with cgutils.for_range(builder, taps) as t_loop:
-                        start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
-                        xs = [builder.load(vector_at(src_p, builder.add(start, const(v * lanes))), align=itemsize)
-                              for v in range(vecs)]
-                        t_w = builder.add(c_w, t_loop.index)
-                        for o in range(ob):
-                            weight = builder.load(builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))]))
-                            broadcast = builder.shuffle_vector(builder.insert_element(undef, weight, lane0), undef, splat)
-                            for v in range(vecs):
-                                builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]),
-                                              sums[o][v])
-                for o in range(ob):
-                    o_out = builder.add(out_start, builder.mul(const(o), out_stride))
-                    for v in range(vecs):
-                        builder.store(builder.load(sums[o][v]), vector_at(out_p, builder.add(o_out, const(v * lanes))),
-                                      align=itemsize)
-
-            done = builder.append_basic_block("done")
-            switch = builder.switch(count, done)  # any other count computes nothing
-            for vecs in range(1, vectors.py_func(ob) + 1):
-                case = builder.append_basic_block(f"vectors{vecs}")
-                switch.add_case(const(vecs), case)
-                builder.position_at_end(case)
-                sum_block(vecs)
-                builder.branch(done)
-            builder.position_at_end(done)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return register_block
 
 
 def vector_ops(context, builder, array_t):
@@ -155,6 +77,82 @@ def vector_ops(context, builder, array_t):
     return vector, lanes, itemsize, at, below, load, store
 
 
+def _fma(builder, vector):
+    """LLVM's fused multiply-add of ``vector`` operands."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                          f"llvm.fma.v{vector.count}{'f32' if vector.element == ir.FloatType() else 'f64'}")
+
+
+@functools.cache
+def block(ob):
+    """The Numba intrinsic computing ``ob`` outputs' block of ``count`` vectors (module docstring),
+    one loop nest per count up to :func:`vectors`, chosen by a switch."""
+
+    @intrinsic
+    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
+                       w_channel_stride, out, out_start, out_stride):
+        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp,
+                         types.intp, out, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            (count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
+             out_stride) = args
+            vector, lanes, itemsize, at, _, _, _ = vector_ops(context, builder, signature.args[1])
+            fma = _fma(builder, vector)
+            index = src_start.type
+
+            def const(v):
+                return ir.Constant(index, v)
+
+            def data(i):
+                return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+            src_p, w_p, out_p = data(1), data(6), data(10)
+            offsets_a = context.make_array(signature.args[4])(context, builder, offsets)
+            taps = builder.extract_value(offsets_a.shape, 0)
+
+            undef = ir.Constant(vector, ir.Undefined)
+            lane0 = ir.Constant(ir.IntType(32), 0)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+
+            def sum_block(vecs):
+                # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
+                sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
+                        for _ in range(ob)]
+                with cgutils.for_range(builder, channels) as c_loop:
+                    c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
+                    c_w = builder.add(w_start, builder.mul(c_loop.index, w_channel_stride))
+                    with cgutils.for_range(builder, taps) as t_loop:
+                        start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
+                        xs = [builder.load(at(src_p, start, const(v * lanes)), align=itemsize) for v in range(vecs)]
+                        t_w = builder.add(c_w, t_loop.index)
+                        for o in range(ob):
+                            weight = builder.load(builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))]))
+                            broadcast = builder.shuffle_vector(builder.insert_element(undef, weight, lane0), undef, splat)
+                            for v in range(vecs):
+                                builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]),
+                                              sums[o][v])
+                for o in range(ob):
+                    o_out = builder.add(out_start, builder.mul(const(o), out_stride))
+                    for v in range(vecs):
+                        builder.store(builder.load(sums[o][v]), at(out_p, o_out, const(v * lanes)), align=itemsize)
+
+            done = builder.append_basic_block("done")
+            switch = builder.switch(count, done)  # any other count computes nothing
+            for vecs in range(1, vectors.py_func(ob) + 1):
+                case = builder.append_basic_block(f"vectors{vecs}")
+                switch.add_case(const(vecs), case)
+                builder.position_at_end(case)
+                sum_block(vecs)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return register_block
+
+
 # Kernel offsets a call of ``dots(ob)`` sums at most: ``ob * TAP_BLOCK`` sums in registers.
 TAP_BLOCK = 9
 
@@ -179,8 +177,7 @@ def dots(ob):
         def codegen(context, builder, signature, args):
             taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride = args
             vector, lanes, itemsize, at, below, load, _ = vector_ops(context, builder, signature.args[1])
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.v{lanes}f{8 * itemsize}")
+            fma = _fma(builder, vector)
             index, i32 = n.type, ir.IntType(32)
 
             def const(v):
