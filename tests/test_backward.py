@@ -500,3 +500,21 @@ def test_interpolate_backward_validates_like_forward():
         npconv.interpolate_backward(np.zeros((1, 2, 8)), (1, 2, 4), size=8, mode="bilinear")
     with pytest.raises(TypeError, match="interpolate_backward: input_shape must be a tuple of ints, got 4"):
         npconv.interpolate_backward(np.zeros((1, 2, 8)), 4, size=8)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy's, on inf * 0
+@pytest.mark.parametrize("where, params", [
+    ("x", dict(groups=8)),  # depthwise, no padding: the direct kernel's dropped columns
+    ("x", dict(groups=4, stride=2, padding=1)),  # grouped, stride phases
+    ("grad", dict(groups=8, padding=1)),  # the same-size depthwise path, which skips the padding
+])
+def test_weight_gradient_of_non_finite_values_matches_torch(where, params):
+    """An infinity in the input or the output gradient: grad_weight is NaN, infinite and finite
+    where torch's is, whichever kernel auto's forward runs on."""
+    x, w = np.ones((2, 8, 8, 8)), np.ones((8, 8 // params["groups"], 3, 3))
+    grad = np.ones(npconv.conv2d(x, w, **params).shape)
+    (x if where == "x" else grad)[0, 0, 3 if where == "x" else 0, 7 if where == "x" else 0] = np.inf
+    _, grad_weight, _ = npconv.conv_backward(grad, x, w, needs="weight", **params)
+    expected = torch_conv_grads(grad, x, w, **params)[1]
+    assert not np.isfinite(expected).all() and np.isfinite(expected).any()
+    np.testing.assert_allclose(grad_weight, expected, rtol=1e-12)

@@ -40,6 +40,7 @@ from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split, threads_for
 from . import depthwise_same, register_block, vector_copy
 from .base import Algorithm, as_3d
+from .im2col import weight_gradient as im2col_weight_gradient
 
 # The forward kernel's cost on this machine's 2 cores (fitted to ResNeXt's grouped layers and
 # MobileNetV2's stride-2 depthwise ones, roughly): multiply-adds of blocks of 4 or 8 outputs
@@ -500,14 +501,22 @@ class GroupedDirect(Depthwise):
 def weight_gradient(x, grad, geom):
     """The weight gradient (C_out, Cg, *kernel) of a depthwise or grouped ``geom``: the
     backward of the forward's kernel (:mod:`.depthwise_same`'s where that applies), output
-    channels shared out among the threads."""
+    channels shared out among the threads.
+
+    Where it comes out not finite, im2col's instead: the kernels' dot products multiply the
+    output gradient's zeros in the dropped columns by the input there, and the same-size
+    path skips the padding's zeros, so with an infinity in the input or gradient they give
+    NaN where torch's products give a finite value, or the reverse; im2col multiplies what
+    torch multiplies."""
     if depthwise_same.applies(geom):
-        return depthwise_same.weight_gradient(x, grad, geom, get_num_threads())
-    inp, w, outp = _shapes_3d(geom)
-    gw = np.empty(w, dtype=geom.dtype)
-    _run(flat_weight_gradient_kernel, (x.reshape(inp), grad.reshape(outp), gw), geom,
-         geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK), (_images(geom),))
-    return gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
+        gw = depthwise_same.weight_gradient(x, grad, geom, get_num_threads())
+    else:
+        inp, w, outp = _shapes_3d(geom)
+        gw = np.empty(w, dtype=geom.dtype)
+        _run(flat_weight_gradient_kernel, (x.reshape(inp), grad.reshape(outp), gw), geom,
+             geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK), (_images(geom),))
+        gw = gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
+    return gw if np.isfinite(gw).all() else im2col_weight_gradient(x, grad, geom)
 
 
 def input_gradient(grad, weight, geom):
