@@ -102,14 +102,22 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
     y = npconv.conv(x, w, algo=algo, **params)
     assert_matches_torch(y, x, w, **params)
     grad = rng.standard_normal(y.shape)
-    pairs = resolve_padding(params.get("padding", 0), x_shape[2:], w_shape[2:])
+    geom, expected = _gradients_by_torch(x, w, grad, params)
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), expected[1], rtol=1e-10, atol=1e-12)
+
+
+def _gradients_by_torch(x, w, grad, params):
+    """The float64 geometry of ``params`` and torch's (input, weight) gradients for it."""
+    pairs = resolve_padding(params.get("padding", 0), x.shape[2:], w.shape[2:])
     torch_params = {**params, "padding": 0}  # torch pads symmetrically only: pad explicitly
+    xt = torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs)), requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
-    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[len(w_shape) - 3]
-    conv(torch.tensor(np.pad(x, ((0, 0), (0, 0), *pairs))), wt, **torch_params).backward(torch.tensor(grad))
-    geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[w.ndim - 3]
+    conv(xt, wt, **torch_params).backward(torch.tensor(grad))
+    geom, _ = conv_geometry("test", x.shape, w.shape, None, **{"stride": 1, "dilation": 1, **params, "padding": pairs},
                             padding_mode="zeros", dtype=np.dtype(np.float64))
-    np.testing.assert_allclose(weight_gradient(x, grad, geom), wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(pairs, x.shape[2:]))
+    return geom, (xt.grad.numpy()[(..., *crop)], wt.grad.numpy())
 
 
 
@@ -120,7 +128,7 @@ def test_stride_phases_forward_and_weight_gradient_match_torch(rng, x_shape, w_s
 ])
 def test_images_stacked_in_the_phases(rng, monkeypatch, request, images, x_shape, w_shape, params):
     """One image a unit, two (the last of three stacks holding one), or all five, per phase:
-    each image's outputs read only its own part of the phases."""
+    each image's outputs read only its own part of the phases; the gradients too."""
     x_shape = (5, *x_shape[1:])
     x, w, b = random_conv_inputs(rng, x_shape, w_shape)
     geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, "padding": 0, **params},
@@ -130,7 +138,12 @@ def test_images_stacked_in_the_phases(rng, monkeypatch, request, images, x_shape
     request.addfinalizer(depthwise._images.cache_clear)
     assert depthwise._images(geom) == images
     algo = "depthwise" if params["groups"] == x_shape[1] else "grouped"
-    assert_matches_torch(npconv.conv(x, w, b, algo=algo, **params), x, w, b, **params)
+    y = npconv.conv(x, w, b, algo=algo, **params)
+    assert_matches_torch(y, x, w, b, **params)
+    grad = rng.standard_normal(y.shape)
+    geom, (expected_input, expected_weight) = _gradients_by_torch(x, w, grad, params)
+    np.testing.assert_allclose(depthwise.input_gradient(grad, w, geom), expected_input, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weight_gradient(x, grad, geom), expected_weight, rtol=1e-10, atol=1e-12)
 
 
 # Stride 1: rows and stacked images share their borders where the output still fits a row

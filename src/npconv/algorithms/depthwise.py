@@ -275,7 +275,7 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
     through every offset into its channels' stride phases in registers (:mod:`.register_block`,
     the sums over the group's outputs), and copies the phases back into place (their borders
     dropped)."""
-    batch, out_channels, channels, cg = grad.shape[0], grad.shape[1], gx.shape[1], w.shape[1]
+    out_channels, channels, cg = grad.shape[1], gx.shape[1], w.shape[1]
     out_per_group = out_channels // groups
     blocks = -(-cg // OUTPUT_BLOCK)
     hq, wq = phase[1], phase[2]
@@ -320,7 +320,8 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
     another in each phase, as the forward lays them), the group's input planes are moved into
     their phases and the block's output gradients laid out once, then every pair of them meets
     (each input plane of each image was moved once per output, in dot products of one image,
-    before: 14x slower than torch on ResNeXt's 7x7 layer at batch 8, now 1.5x)."""
+    before: 14x slower than torch on ResNeXt's 7x7 layer at batch 8), the sums of three outputs
+    and up to nine offsets in registers (:func:`.register_block.dots`)."""
     batch, channels = x.shape[0], x.shape[1]
     out_channels, cg = gw.shape[0], gw.shape[1]
     out_per_group = out_channels // groups
@@ -344,9 +345,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
         count = min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
         sums[:] = 0
         for n0 in range(0, batch, images):
-            nb = min(images, batch - n0)
-            if nb < images:  # the last stack's reads past its images must find zeros, not the last stack's
-                xp[:] = 0
+            nb = min(images, batch - n0)  # a smaller last stack reads the stack before's images past its own,
             length = (nb - 1) * image + last_output
             for c in range(cg):
                 for b in range(nb):
@@ -356,6 +355,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
                 for b in range(nb):
                     _move_output(grad_flat, ((n0 + b) * out_channels + o0 + j) * grad_plane, gp[j * span :],
                                  b * image, grad.shape[2:], hq, wq, True)
+            # times the zeros of its dropped columns (a non-finite product there: see weight_gradient)
             for j in range(0, count, 3):  # three outputs' gradients at a time meet each input plane
                 ob = min(3, count - j)
                 for c in range(cg):
