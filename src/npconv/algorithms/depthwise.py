@@ -303,8 +303,9 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
             r = 0
             while r < total:
                 vectors = min(register_block.vectors(ob), -(-(total - r) // lanes))
-                register_block.run_block(ob, vectors, gp, r, gplane, starts, out_per_group, weights,
-                                         (g * out_per_group * cg + c0 + j) * taps, taps, cg * taps, acc, j * row + r, row)
+                first_weight = (g * out_per_group * cg + c0 + j) * taps  # w[g*Og, c0 + j, 0]
+                register_block.run_block(ob, vectors, gp, r, gplane, starts, out_per_group, weights, first_weight, taps,
+                                         cg * taps, acc, j * row + r, row)
                 r += vectors * lanes
             j += ob
         for j in range(count):

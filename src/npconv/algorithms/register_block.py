@@ -62,11 +62,8 @@ def vector_ops(context, builder, array_t):
         return builder.bitcast(builder.gep(base, [builder.add(start, offset)]), pointer)
 
     def below(count):
-        index_t = ir.VectorType(count.type, lanes)
-        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(index_t, ir.Undefined), count,
-                                                              ir.Constant(i32, 0)),
-                                       ir.Constant(index_t, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-        return builder.icmp_signed("<", ir.Constant(index_t, list(range(lanes))), splat)
+        return builder.icmp_signed("<", ir.Constant(ir.VectorType(count.type, lanes), list(range(lanes))),
+                                   splat(builder, count, lanes))
 
     def load(ptr, mask):
         return builder.call(masked_load, [ptr, align, mask, ir.Constant(vector, [0.0] * lanes)])
@@ -77,10 +74,19 @@ def vector_ops(context, builder, array_t):
     return vector, lanes, itemsize, at, below, load, store
 
 
+def splat(builder, value, lanes):
+    """A vector of ``lanes`` copies of the scalar ``value``."""
+    vector = ir.VectorType(value.type, lanes)
+    first = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(first, ir.Constant(vector, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
 def _fma(builder, vector):
     """LLVM's fused multiply-add of ``vector`` operands."""
+    kind = "f32" if vector.element == ir.FloatType() else "f64"
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                          f"llvm.fma.v{vector.count}{'f32' if vector.element == ir.FloatType() else 'f64'}")
+                                          f"llvm.fma.v{vector.count}{kind}")
 
 
 @functools.cache
@@ -111,10 +117,6 @@ def block(ob):
             offsets_a = context.make_array(signature.args[4])(context, builder, offsets)
             taps = builder.extract_value(offsets_a.shape, 0)
 
-            undef = ir.Constant(vector, ir.Undefined)
-            lane0 = ir.Constant(ir.IntType(32), 0)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-
             def sum_block(vecs):
                 # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
                 sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
@@ -127,8 +129,8 @@ def block(ob):
                         xs = [builder.load(at(src_p, start, const(v * lanes)), align=itemsize) for v in range(vecs)]
                         t_w = builder.add(c_w, t_loop.index)
                         for o in range(ob):
-                            weight = builder.load(builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))]))
-                            broadcast = builder.shuffle_vector(builder.insert_element(undef, weight, lane0), undef, splat)
+                            at_w = builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))])
+                            broadcast = splat(builder, builder.load(at_w), lanes)
                             for v in range(vecs):
                                 builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]),
                                               sums[o][v])
@@ -207,7 +209,8 @@ def dots(ob):
                 with cgutils.for_range(builder, steps) as loop:
                     q = builder.mul(loop.index, const(lanes))
                     mask = below(builder.sub(n, q))  # the last step's lanes past n load zeros
-                    gs = [load(at(g_p, builder.add(g_start, builder.mul(const(o), g_stride)), q), mask) for o in range(ob)]
+                    gs = [load(at(g_p, builder.add(g_start, builder.mul(const(o), g_stride)), q), mask)
+                          for o in range(ob)]
                     for i in range(count):
                         xs = load(at(x_p, starts[i], q), mask)
                         for o in range(ob):

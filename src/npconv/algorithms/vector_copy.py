@@ -56,15 +56,15 @@ def deal(typingctx, even, e, odd, o, src, s, n):
         odd_p = context.make_array(signature.args[2])(context, builder, odd).data
         src_p = context.make_array(signature.args[4])(context, builder, src).data
         index = n.type
-        lanes_c = ir.Constant(index, lanes)
-        picks = [ir.Constant(ir.VectorType(ir.IntType(32), lanes), list(range(first, 2 * lanes, 2))) for first in (0, 1)]
+        lanes_c, two = ir.Constant(index, lanes), ir.Constant(index, 2)
+        picks = [ir.Constant(ir.VectorType(ir.IntType(32), lanes), list(range(first, 2 * lanes, 2)))
+                 for first in (0, 1)]  # the even lanes of (low, high), the odd ones
         with cgutils.for_range(builder, builder.udiv(builder.add(n, ir.Constant(index, lanes - 1)), lanes_c)) as loop:
             done = builder.mul(loop.index, lanes_c)  # pairs dealt so far
-            left = builder.sub(n, done)
-            first, second = below(builder.mul(left, ir.Constant(index, 2))), below(builder.sub(builder.mul(left, ir.Constant(index, 2)), lanes_c))
-            low = load(at(src_p, s, builder.mul(done, ir.Constant(index, 2))), first)
-            high = load(at(src_p, s, builder.add(builder.mul(done, ir.Constant(index, 2)), lanes_c)), second)
-            mask = below(left)
+            read, values_left = builder.mul(done, two), builder.mul(builder.sub(n, done), two)
+            low = load(at(src_p, s, read), below(values_left))
+            high = load(at(src_p, s, builder.add(read, lanes_c)), below(builder.sub(values_left, lanes_c)))
+            mask = below(builder.sub(n, done))
             store(builder.shuffle_vector(low, high, picks[0]), at(even_p, e, done), mask)
             store(builder.shuffle_vector(low, high, picks[1]), at(odd_p, o, done), mask)
         return context.get_dummy_value()
