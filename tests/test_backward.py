@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 import npconv
 import npconv.backward
+from npconv.algorithms import select
 from npconv.errors import UnsupportedAlgorithmError
+from npconv.geometry import conv_geometry
 
 from .conftest import PADDING_MODES, per_dim, resolve_padding, tolerance
 
@@ -503,17 +505,22 @@ def test_interpolate_backward_validates_like_forward():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy's, on inf * 0
-@pytest.mark.parametrize("where, params", [
-    ("x", dict(groups=8)),  # depthwise, no padding: the direct kernel's dropped columns
-    ("x", dict(groups=4, stride=2, padding=1)),  # grouped, stride phases
-    ("grad", dict(groups=8, padding=1)),  # the same-size depthwise path, which skips the padding
+@pytest.mark.parametrize("x_shape, w_shape, where, params", [
+    ((2, 8, 8, 8), (8, 1, 3, 3), "x", dict(groups=8)),  # depthwise, no padding: the dropped columns
+    ((2, 8, 8, 8), (8, 2, 3, 3), "x", dict(groups=4, stride=2, padding=1)),  # grouped, stride phases
+    ((2, 8, 8, 8), (8, 1, 3, 3), "grad", dict(groups=8, padding=1)),  # the same-size path skips the padding
+    ((5, 3, 13, 1, 1), (6, 1, 3, 4, 4), "grad", dict(groups=3, padding="same", dilation=(2, 1, 2))),  # all padding
 ])
-def test_weight_gradient_of_non_finite_values_matches_torch(where, params):
-    """An infinity in the input or the output gradient: grad_weight is NaN, infinite and finite
-    where torch's is, whichever kernel auto's forward runs on."""
-    x, w = np.ones((2, 8, 8, 8)), np.ones((8, 8 // params["groups"], 3, 3))
-    grad = np.ones(npconv.conv2d(x, w, **params).shape)
-    (x if where == "x" else grad)[0, 0, 3 if where == "x" else 0, 7 if where == "x" else 0] = np.inf
+def test_weight_gradient_of_non_finite_values_matches_torch(x_shape, w_shape, where, params):
+    """An infinity in the input or the output gradient, where auto runs the forward on the direct
+    kernels: grad_weight is NaN, infinite and finite where torch's is.  In the last case every
+    output's offsets read padding only along the last dim."""
+    x, w = np.ones(x_shape), np.ones(w_shape)
+    geom, _ = conv_geometry("test", x_shape, w_shape, None, **{"stride": 1, "dilation": 1, "padding": 0, **params},
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    assert select("test", geom, "auto").name in ("depthwise", "grouped")
+    grad = np.ones(geom.out_shape)
+    (x if where == "x" else grad)[(0, 0, 3 if where == "x" else 0, *(-1,) * (len(x_shape) - 3))] = np.inf
     _, grad_weight, _ = npconv.conv_backward(grad, x, w, needs="weight", **params)
     expected = torch_conv_grads(grad, x, w, **params)[1]
     assert not np.isfinite(expected).all() and np.isfinite(expected).any()

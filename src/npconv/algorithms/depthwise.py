@@ -508,7 +508,9 @@ def weight_gradient(x, grad, geom):
     output gradient's zeros in the dropped columns by the input there, and the same-size
     path skips the padding's zeros, so with an infinity in the input or gradient they give
     NaN where torch's products give a finite value, or the reverse; im2col multiplies what
-    torch multiplies."""
+    torch multiplies.  Where some output reads padding only, an infinity of the gradient
+    there meets nothing but skipped zeros, so a gradient that is not finite (its sum tells)
+    also goes to im2col."""
     if depthwise_same.applies(geom):
         gw = depthwise_same.weight_gradient(x, grad, geom, get_num_threads())
     else:
@@ -517,7 +519,18 @@ def weight_gradient(x, grad, geom):
         _run(flat_weight_gradient_kernel, (x.reshape(inp), grad.reshape(outp), gw), geom,
              geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK), (_images(geom),))
         gw = gw.reshape(geom.out_channels, geom.in_per_group, *geom.kernel)
-    return gw if np.isfinite(gw).all() else im2col_weight_gradient(x, grad, geom)
+    if np.isfinite(gw).all() and (not _reads_only_padding(geom) or np.isfinite(grad.sum())):
+        return gw
+    return im2col_weight_gradient(x, grad, geom)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reads_only_padding(geom):
+    """Whether some output's kernel offsets all fall in the padding: in some dim, output
+    ``o`` reads ``o*s - lo + k*d`` for every ``k``, and none of them is inside the input."""
+    sizes = zip(geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.dilation, geom.padding)
+    return any(not any(0 <= o * s - lo + k * d < i for k in range(kernel))
+               for i, out, kernel, s, d, (lo, _) in sizes for o in range(out))
 
 
 def input_gradient(grad, weight, geom):
