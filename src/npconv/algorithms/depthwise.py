@@ -60,9 +60,6 @@ OUTPUT_BLOCK = 32
 # this many positions: each unit and run has its set-up, and a 7x7 output's last run is mostly
 # columns computed for nothing (12 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
 STACK_VALUES = 800
-# Stride-2 rows at least this long are copied into their two column phases in one pass
-# (shorter ones measured no faster).
-PAIR_VALUES = 8
 
 
 def _phase_shape(geom):
@@ -135,17 +132,18 @@ def _row_copies(in_shape, stride, pad, phase, images=1):
 
 @njit(cache=True, nogil=True)
 def _pairs(copies, sw):
-    """``(singles, pairs)``: at stride 2, an input row's two column phases at least PAIR_VALUES
-    long as one pair ``(offset of the row's first value, offset of its even values in the
-    phases, of its odd values, values of each)``, the rest as :func:`_row_copies`'s rows.  A
-    stride-2 loop does not vectorise, a loop over value pairs does: the copy into the phases
-    took 60% of a 3x3/2 depthwise layer's time on 56x56 planes, now 1.8x less."""
+    """``(singles, pairs)``: at stride 2, an input row's two column phases as one pair ``(offset
+    of the row's first value, offset of its even values in the phases, of its odd values,
+    values of each)``, the rest as :func:`_row_copies`'s rows.  A stride-2 copy does not
+    vectorise, a pair is dealt by vector shuffles (:func:`.vector_copy.deal`): the copy into
+    the phases took 60% of a 3x3/2 depthwise layer's time on 56x56 planes, 1.8x less as a loop
+    over value pairs; dealt, even 7-value rows go faster (MobileNetV2's 576-channel 14x14/2
+    depthwise layer at batch 8 25% faster than with them copied at the stride)."""
     singles = np.empty((copies.shape[0], 3), dtype=np.int64)
     pairs = np.empty((copies.shape[0] // 2, 4), dtype=np.int64)
     kept = paired = r = 0
     while r < copies.shape[0]:
-        if (sw == 2 and r + 1 < copies.shape[0] and abs(copies[r + 1, 0] - copies[r, 0]) == 1
-                and min(copies[r, 2], copies[r + 1, 2]) >= PAIR_VALUES):
+        if sw == 2 and r + 1 < copies.shape[0] and abs(copies[r + 1, 0] - copies[r, 0]) == 1:
             lo, hi = (r, r + 1) if copies[r + 1, 0] > copies[r, 0] else (r + 1, r)  # lo's values come first
             both = min(copies[lo, 2], copies[hi, 2])
             pairs[paired, 0], pairs[paired, 1], pairs[paired, 2], pairs[paired, 3] = (
