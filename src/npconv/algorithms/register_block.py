@@ -6,7 +6,8 @@ out, out_start, out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(i
     out[out_start + o*out_stride + q] = sum_{c < channels, t < T}
         w[w_start + o*w_stride + c*w_channel_stride + t] * src[src_start + c*plane + offsets[t] + q]
 
-with ``T = offsets.size``: ``ob`` outputs of a run of positions, over every input plane and
+with ``T = offsets.size`` (``src``, ``w`` and ``out`` contiguous 1-d arrays of one dtype, every
+index in bounds): ``ob`` outputs of a run of positions, over every input plane and
 kernel offset of a group (:mod:`.depthwise`'s flat planes; in its adjoint, ``src`` holds
 output gradients, ``out`` input channels' phases and the sum runs over output channels).  The
 ``ob x count`` sums (``count`` from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8
@@ -82,6 +83,20 @@ def splat(builder, value, lanes):
                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
+def by_count(builder, count, most, emit):
+    """A switch on the run-time ``count``: a case for each of 1 .. ``most`` holding the code
+    ``emit(k)`` writes for that compile-time ``k``; any other count does nothing."""
+    done = builder.append_basic_block("done")
+    switch = builder.switch(count, done)
+    for k in range(1, most + 1):
+        case = builder.append_basic_block(f"count{k}")
+        switch.add_case(ir.Constant(count.type, k), case)
+        builder.position_at_end(case)
+        emit(k)
+        builder.branch(done)
+    builder.position_at_end(done)
+
+
 def _fma(builder, vector):
     """LLVM's fused multiply-add of ``vector`` operands."""
     kind = "f32" if vector.element == ir.FloatType() else "f64"
@@ -139,15 +154,7 @@ def block(ob):
                     for v in range(vecs):
                         builder.store(builder.load(sums[o][v]), at(out_p, o_out, const(v * lanes)), align=itemsize)
 
-            done = builder.append_basic_block("done")
-            switch = builder.switch(count, done)  # any other count computes nothing
-            for vecs in range(1, vectors.py_func(ob) + 1):
-                case = builder.append_basic_block(f"vectors{vecs}")
-                switch.add_case(const(vecs), case)
-                builder.position_at_end(case)
-                sum_block(vecs)
-                builder.branch(done)
-            builder.position_at_end(done)
+            by_count(builder, count, vectors.py_func(ob), sum_block)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -221,15 +228,7 @@ def dots(ob):
                                                                                      const(i)))])
                         builder.store(builder.fadd(builder.load(slot), across(builder.load(sums_v[o][i]))), slot)
 
-            done = builder.append_basic_block("done")
-            switch = builder.switch(taps, done)  # any other count adds nothing
-            for count in range(1, TAP_BLOCK + 1):
-                case = builder.append_basic_block(f"taps{count}")
-                switch.add_case(const(count), case)
-                builder.position_at_end(case)
-                dot_block(count)
-                builder.branch(done)
-            builder.position_at_end(done)
+            by_count(builder, taps, TAP_BLOCK, dot_block)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -20,7 +20,7 @@ from .register_block import vector_ops
 
 @intrinsic
 def copy(typingctx, dst, d, src, s, n):
-    """``dst[d : d + n] = src[s : s + n]`` for 1-d arrays of one dtype; ``n >= 0``."""
+    """``dst[d : d + n] = src[s : s + n]`` for contiguous 1-d arrays of one dtype; ``n >= 0``."""
     sig = types.void(dst, types.intp, src, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
@@ -46,7 +46,8 @@ def copy(typingctx, dst, d, src, s, n):
 @intrinsic
 def deal(typingctx, even, e, odd, o, src, s, n):
     """``even[e : e + n] = src[s : s + 2n : 2]``, ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` for
-    1-d arrays of one dtype; ``n >= 0``: per ``lanes`` pairs two loads, two shuffles, two stores."""
+    contiguous 1-d arrays of one dtype; ``n >= 0``: per ``lanes`` pairs two loads, two shuffles, two
+    stores."""
     sig = types.void(even, types.intp, odd, types.intp, src, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
