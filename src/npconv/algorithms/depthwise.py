@@ -248,16 +248,8 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
             for b in range(nb):  # image b's part of each phase starts b * image in
                 _move_plane(flat, ((n0 + b) * x.shape[1] + g * cg + c) * size, xp[c * plane + b * image :], copies,
                             stride[2], True)
-        j = 0
-        while j < count:
-            ob = register_block.fit(count - j)
-            q = 0
-            while q < length:  # runs of the widest block, the last only as wide as the positions left
-                vectors = min(register_block.vectors(ob), -(-(length - q) // lanes))
-                register_block.run_block(ob, vectors, xp, q, plane, offsets, cg, weights, (o0 + j) * cg * taps,
-                                         cg * taps, taps, acc, j * row + q, row)
-                q += vectors * lanes
-            j += ob
+        register_block.sum_runs(count, length, xp, plane, offsets, cg, weights, o0 * cg * taps, cg * taps, taps, acc,
+                                row)
         for j in range(count):
             for b in range(nb):
                 _move_output(out_flat, ((n0 + b) * out_channels + o0 + j) * out_plane, acc[j * row :], b * image,
@@ -295,17 +287,9 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
         for o in range(out_per_group):
             _move_output(grad_flat, (n * out_channels + g * out_per_group + o) * grad_plane, gp, o * gplane + reach,
                          grad.shape[2:], hq, wq, True)
-        j = 0
-        while j < count:
-            ob = register_block.fit(count - j)
-            r = 0
-            while r < total:
-                vectors = min(register_block.vectors(ob), -(-(total - r) // lanes))
-                first_weight = (g * out_per_group * cg + c0 + j) * taps  # w[g*Og, c0 + j, 0]
-                register_block.run_block(ob, vectors, gp, r, gplane, starts, out_per_group, weights, first_weight, taps,
-                                         cg * taps, acc, j * row + r, row)
-                r += vectors * lanes
-            j += ob
+        first_weight = (g * out_per_group * cg + c0) * taps  # w[g*Og, c0, 0]; input channel j at + j*taps
+        register_block.sum_runs(count, total, gp, gplane, starts, out_per_group, weights, first_weight, taps,
+                                cg * taps, acc, row)
         for j in range(count):
             _move_plane(flat, (n * channels + g * cg + c0 + j) * size, acc[j * row :], copies, stride[2], False)
 

@@ -279,3 +279,22 @@ def run_dots(ob, taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s
         _DOTS2(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
     else:
         _DOTS1(taps, g, g_start, g_stride, x, x_start, offsets, t0, n, sums, s_start, s_stride)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def sum_runs(count, length, src, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, row):
+    """:func:`run_block` for ``count`` outputs over positions ``0 .. length``: out row ``j`` at
+    ``j * row``, its weights from ``w_start + j * w_stride``; the outputs 8, 4, 2 or 1 at a time
+    (:func:`fit`), the positions in runs of the widest block, the last only as many vectors as
+    it needs (it may write up to ``lanes - 1`` positions past ``length``, reading as far past)."""
+    step = lanes(src.itemsize)
+    j = 0
+    while j < count:
+        ob = fit(count - j)
+        q = 0
+        while q < length:
+            count_v = min(vectors(ob), -(-(length - q) // step))
+            run_block(ob, count_v, src, q, plane, offsets, channels, w, w_start + j * w_stride, w_stride,
+                      w_channel_stride, out, j * row + q, row)
+            q += count_v * step
+        j += ob
