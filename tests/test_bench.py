@@ -6,6 +6,7 @@ The suite is checked against an independent description of torchvision's network
 """
 
 import json
+import os
 import sys
 
 import pytest
@@ -263,10 +264,45 @@ def test_info_prints_version(capsys):
     assert f"npconv {npconv.__version__}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("existing, expected", [
+    (None, bench.MALLOC_TUNABLES),
+    ("", bench.MALLOC_TUNABLES),
+    ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:" + bench.MALLOC_TUNABLES),
+    ("glibc.malloc.arena_max=2:" + bench.MALLOC_TUNABLES, "glibc.malloc.arena_max=2:" + bench.MALLOC_TUNABLES),
+])
+def test_timing_env_adds_malloc_tunables_to_the_users(existing, expected):
+    environ = {"HOME": "/somewhere", "OPENBLAS_THREAD_TIMEOUT": "9"}
+    if existing is not None:
+        environ["GLIBC_TUNABLES"] = existing
+    env = bench.timing_env(environ)
+    assert env == {"HOME": "/somewhere", "OPENBLAS_THREAD_TIMEOUT": "4", "GLIBC_TUNABLES": expected}
+    assert bench.timing_env(env) == env  # a second pass changes nothing: no endless re-execution
+
+
+@pytest.mark.parametrize("preset", [False, True])
+def test_use_timing_env_re_executes_only_without_it(monkeypatch, preset):
+    for key in bench.TIMING_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    if preset:
+        for key, value in bench.timing_env(os.environ).items():
+            monkeypatch.setenv(key, value)
+    calls = []
+    monkeypatch.setattr(bench.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    bench.use_timing_env()
+    if preset:
+        assert calls == []
+    else:
+        (path, argv, env), = calls
+        assert path == sys.executable and argv == [sys.executable, *sys.orig_argv[1:]]
+        assert env["OPENBLAS_THREAD_TIMEOUT"] == "4"
+        assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + bench.MALLOC_TUNABLES
+
+
 @pytest.fixture
 def bench_cli(monkeypatch):
     """Run ``npconv bench`` in this process, ``bench.run`` replaced by a synthetic report; returns its calls."""
-    for key, value in bench.TIMING_ENV.items():
+    for key, value in bench.timing_env(os.environ).items():
         monkeypatch.setenv(key, value)  # no re-execution
     calls = []
 

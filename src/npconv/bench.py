@@ -31,19 +31,39 @@ from .suite import LAYERS, TARGET_BATCHES, TARGETS
 # before OpenBLAS loads, hence :func:`use_timing_env`.  PyTorch's OpenMP (libgomp) threads
 # spin 4-8 ms after each call; shortening that (GOMP_SPINCOUNT=10000) slowed torch's calls
 # under 0.5 ms by 13-27%, so :func:`median_seconds` lets each function settle instead.
-TIMING_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+#
+# glibc's malloc maps each block above its mmap threshold afresh (page faults on every first
+# touch) and returns a heap's free top above its trim threshold to the system.  The threshold
+# starts at 128 KiB and rises, up to 32 MiB, as mapped blocks are freed, so a layer's time
+# depended on what the process had allocated before: torch's ResNet-50 stem at batch 8 took
+# 19-20 ms in a fresh process and 6.9-7.9 ms once a 31 MiB block had come and gone, making
+# that layer's ratio 2.2-2.4 in a ``--network resnet50`` run and 0.86 in the whole suite.
+# Both thresholds are pinned at the state a long-running process reaches.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
+TIMING_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4", "GLIBC_TUNABLES": MALLOC_TUNABLES}
 
 SGEMM_SIZE = 2048
 SGEMM_REPEATS = 5
 
 
-def use_timing_env():
-    """Re-execute this process's command line with :data:`TIMING_ENV` set, unless it already is.
+def timing_env(environ):
+    """``environ`` with :data:`TIMING_ENV` set, its ``GLIBC_TUNABLES`` added to any the
+    environment already lists (glibc reads one colon-separated list) rather than replacing them."""
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    if MALLOC_TUNABLES not in tunables:
+        tunables = ":".join(filter(None, (tunables, MALLOC_TUNABLES)))
+    return {**environ, **TIMING_ENV, "GLIBC_TUNABLES": tunables}
 
-    Call it before timing anything interleaved: OpenBLAS reads the setting only when it loads.
+
+def use_timing_env():
+    """Re-execute this process's command line with :func:`timing_env`, unless it already has it.
+
+    Call it before timing anything interleaved: OpenBLAS and glibc read their settings only
+    when they load.
     """
-    if not TIMING_ENV.keys() <= os.environ.keys():
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **TIMING_ENV})
+    env = timing_env(os.environ)
+    if env != dict(os.environ):
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 # Seconds each function runs untimed before its timed call in a round (comment on
