@@ -11,7 +11,7 @@ import torch
 import npconv
 from npconv import parallel
 from npconv.algorithms import REGISTRY, select, winograd
-from npconv.algorithms.weight_cache import WEIGHT_CACHE, WeightCache
+from npconv.algorithms.weight_cache import WEIGHT_CACHE
 from npconv.geometry import conv_geometry
 
 from ..conftest import assert_matches_torch, random_conv_inputs, torch_conv
@@ -159,55 +159,6 @@ def test_weight_changed_in_place_is_not_served_stale(rng):
     assert not np.allclose(first, second)
 
 
-def test_cache_reuses_transforms_for_equal_weights_and_stays_bounded(rng):
-    cache = WeightCache(max_bytes=3 * 1000)
-    calls = []
-
-    def make(value):
-        calls.append(value)
-        return np.full(100, value, dtype=np.float64)  # 800 bytes
-
-    w = rng.standard_normal(25)
-    assert cache.get(w, "k", lambda: make(1))[0] == 1
-    assert cache.get(w.copy(), "k", lambda: make(2))[0] == 1  # equal contents: reused
-    assert cache.get(w, "other", lambda: make(3))[0] == 3  # another algorithm's key
-    for i in range(10):
-        cache.get(rng.standard_normal(25), "k", lambda i=i: make(10 + i))
-    assert len(cache) <= 3  # 1000 bytes per entry (200 + 800) against a 3000-byte cap
-    assert calls == [1, 3, *range(10, 20)]
-
-
-@pytest.mark.parametrize("size", [24, 25])  # compared as 8-byte words, and as 4-byte ones
-def test_cache_compares_bits(size):
-    """A NaN still equals itself (the transform is reused); 0.0 turned -0.0 in place is a change."""
-    cache, calls = WeightCache(), []
-
-    def make():
-        calls.append(1)
-        return np.zeros(3)
-
-    w = np.zeros(size, dtype=np.float32)
-    w[-1] = np.nan
-    cache.get(w, "k", make)
-    cache.get(w, "k", make)
-    assert len(calls) == 1
-    w[-2] = -0.0
-    cache.get(w, "k", make)
-    assert len(calls) == 2
-
-
-def test_cache_keeps_one_entry_per_weight_updated_in_place(rng):
-    cache = WeightCache()
-    w = rng.standard_normal(25)
-    for step in range(5):  # a training loop: the same buffer, new contents each step
-        w += 1.0
-        assert cache.get(w, "k", lambda: w * 2)[0] == w[0] * 2
-    assert len(cache) == 1
-    other = rng.standard_normal(25)
-    cache.get(other, "k", lambda: other * 2)
-    assert len(cache) == 2
-
-
 def test_concurrent_calls_with_different_weights(rng):
     WEIGHT_CACHE.clear()
     x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
@@ -321,26 +272,6 @@ def test_conv_backward_takes_winograds_weight_gradient_where_its_model_says(rng,
     calls.clear()
     npconv.conv_backward(grad, x, w, padding=1, needs="weight")
     assert calls == []
-
-
-def test_cache_trusts_what_it_made(rng, monkeypatch):
-    """A transform of a transform (a view of it included) is found by identity, with no snapshot
-    and no comparison; the arrays the cache made are read-only; and such an entry goes with the
-    entry that made its weight."""
-    cache = WeightCache()
-    w = rng.standard_normal(25)
-    first = cache.get(w, "first", lambda: w * 2)  # 200 bytes and a 200-byte snapshot
-    assert not first.flags.writeable and cache._bytes == 400
-    compared = []
-    monkeypatch.setattr(np, "array_equal", lambda *args: compared.append(args) or True)
-    second = cache.get(first.reshape(5, 5), "second", lambda: first.reshape(5, 5) + 1)
-    assert cache._bytes == 600 and not second.flags.writeable  # no snapshot of ``first``
-    assert cache.get(first.reshape(5, 5), "second", lambda: pytest.fail("made again")) is second
-    assert compared == []
-    cache._drop(next(iter(cache._entries)))  # the first entry: the second goes with it
-    assert len(cache) == 0 and cache._bytes == 0
-    with pytest.raises(ValueError, match="read-only"):
-        first[0] = 0.0
 
 
 def test_concurrent_transposed_calls_through_chained_entries(rng):
