@@ -12,7 +12,7 @@ from npconv.algorithms import REGISTRY
 from npconv.algorithms import im2col
 from npconv.algorithms.im2col import chunking, fill_columns, gather_columns, splits_outputs, weight_gradient
 from npconv.geometry import conv_geometry
-from npconv.parallel import threads_for
+from npconv.parallel import split, threads_for
 
 from ..conftest import torch_conv
 
@@ -124,6 +124,23 @@ def test_chunking_fits_limit_and_covers_everything(name, dtype, limit, threads):
         for p in range(p0, min(p0 + chunk, positions))
     ]
     assert sorted(covered) == [(n, p) for n in range(geom.batch) for p in range(positions)]
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_chunks_share_the_work_evenly(batch, threads):
+    """Under any cap, the threads' runs of chunks (:func:`npconv.parallel.split`, as ``run``
+    shares them) carry about even shares of the outputs: the largest chunk that fit, then what
+    was left, gave one thread 655 of an image's 729 positions and the other 74."""
+    geom = geometry_of((batch, 32, 56, 56), (64, 32, 5, 5), stride=2, padding=1)
+    positions = math.prod(geom.out_size)
+    column, total = im2col.position_bytes(geom), batch * positions
+    for limit in np.geomspace(column * threads, 4 * column * total, 200).astype(int):
+        images, chunk, used = chunking(geom, int(limit), threads)
+        sizes = [min(images, batch - n0) * min(chunk, positions - p0)
+                 for n0 in range(0, batch, images) for p0 in range(0, positions, chunk)]
+        busiest = max(sum(sizes[start:stop]) for start, stop in split(len(sizes), used))
+        assert busiest <= 1.13 * total / used, (limit, images, chunk, used)
 
 
 def geometry_of(x_shape, w_shape, **params):

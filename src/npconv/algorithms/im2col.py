@@ -23,6 +23,7 @@ single-threaded BLAS.  A parallel fill alternating with multi-threaded GEMMs mad
 thread pools fight (a flat ~8 ms per call, see PERFORMANCE.md).
 """
 
+import functools
 import math
 
 import numpy as np
@@ -164,7 +165,11 @@ def chunking(geom, limit, threads=1, split_outputs=False):
     fewer images than threads an image's positions are split so every thread has work --
     or, with ``split_outputs`` where :func:`splits_outputs`, the image is one chunk whose
     output channels the threads share.  A chunk of several images also counts its GEMM's
-    output (:func:`chunk_bytes`).
+    output (:func:`chunk_bytes`).  Chunks are even (:func:`_even`), and as many as the
+    threads or a multiple where the threads share one image's, or the images: the largest
+    chunk that fits, then what is left, gave one thread 655 of an image's 729 positions and
+    the other 74 (a 5x5/2 layer at batch 1, no faster on two threads than on one), or 6 of 8
+    images and the other 2.
     """
     column_bytes = position_bytes(geom)
     positions = math.prod(geom.out_size)
@@ -173,11 +178,29 @@ def chunking(geom, limit, threads=1, split_outputs=False):
     threads = max(1, min(threads, limit // column_bytes))
     limit = min(limit // threads, CHUNK_BYTES)
     if column_bytes * positions > limit:
-        return 1, max(1, min(positions, limit // column_bytes)), threads
+        most = max(1, min(positions, limit // column_bytes))
+        return 1, _even(positions, most, threads if geom.batch == 1 else 1), threads
     if geom.batch < threads:
         return 1, -(-positions // threads), threads
     image_bytes = (column_bytes + geom.out_channels * geom.dtype.itemsize) * positions
-    return max(1, min(-(-geom.batch // threads), limit // image_bytes)), positions, threads
+    return _even(geom.batch, max(1, min(-(-geom.batch // threads), limit // image_bytes)), threads), positions, threads
+
+
+@functools.lru_cache(maxsize=1024)
+def _even(total, most, parts):
+    """A chunk size of at most ``most`` whose chunks of ``total`` (the last one smaller), shared
+    out by :func:`npconv.parallel.split` into ``parts`` runs, load the busiest part least: of
+    the sizes that give each part about 1 to 4 chunks more than the fewest that fit, the
+    largest of the best."""
+    chunks_of_most = -(-total // most)
+    fewest = -(-chunks_of_most // parts)  # per part
+
+    def busiest(size):
+        chunks = -(-total // size)
+        return max(min(total, stop * size) - start * size for start, stop in split(chunks, parts))
+
+    sizes = {-(-total // (per_part * parts)) for per_part in range(fewest, fewest + 4)}
+    return min(sorted(sizes, reverse=True), key=busiest)
 
 
 def splits_outputs(geom, limit, threads):
