@@ -195,6 +195,20 @@ def test_workspace_bytes_is_one_chunk_per_busy_thread(name, workspace_limit):
     assert REGISTRY["im2col"].workspace_bytes(geom) == min(threads, chunks) * images * chunk * column
 
 
+def test_model_counts_the_copy_of_several_images_output(workspace_limit):
+    """A chunk of several images multiplies them side by side, then copies the product into
+    place: the model adds that copy (read and written, on all threads) and no more; remembered
+    per setting, a lower cap (one image a chunk) is modelled anew."""
+    geom = geometry_of((8, 3, 64, 64), (256, 3, 3, 3), stride=2)
+    model = REGISTRY["im2col"]
+    several = model.estimated_seconds(geom)
+    assert chunking(geom, im2col.scratch_limit(geom), npconv.get_num_threads(), split_outputs=True)[0] > 1
+    workspace_limit(im2col.position_bytes(geom) * math.prod(geom.out_size))  # one image's columns a chunk
+    assert chunking(geom, im2col.scratch_limit(geom), npconv.get_num_threads(), split_outputs=True)[0] == 1
+    copy = 2 * math.prod(geom.out_shape) * geom.dtype.itemsize / im2col.COPY_BYTES_PER_SECOND / npconv.get_num_threads()
+    assert several - model.estimated_seconds(geom) == pytest.approx(copy)
+
+
 @pytest.mark.parametrize("name", GEOMETRIES)
 @pytest.mark.parametrize("limit", [100, 4096, 2**30])
 def test_weight_gradient_matches_torch_however_chunked(name, limit, workspace_limit, rng):

@@ -31,7 +31,7 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split, threads_for
-from .base import Algorithm, as_3d, gemm_seconds, scratch_limit
+from .base import COPY_BYTES_PER_SECOND, Algorithm, as_3d, gemm_seconds, scratch_limit
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
 # 10-40% faster than chunks of 64 MiB or whole column matrices.  The cap bounds it above.
@@ -226,6 +226,21 @@ def splits_outputs(geom, limit, threads):
     return by_outputs < by_positions
 
 
+@functools.lru_cache(maxsize=1024)
+def _seconds(geom, threads, workspace_limit):
+    """im2col's cost model on ``threads`` under ``workspace_limit`` (remembered per geometry and
+    settings: its chunking took 8 us of a 40 us call): the GEMMs, plus on all threads the fill
+    (:func:`fill_seconds`) and, where a chunk holds several images, the copy of their GEMM's
+    output into place, read and written.  With few input channels and many outputs that copy
+    costs as much as the GEMM: 3 -> 256 channels, 3x3/2 on 64x64 at batch 8, took 1.5 ms on
+    im2col, modelled at 0.8 without it, against 0.9 on the direct kernel."""
+    positions = math.prod(geom.out_size)
+    images = chunking(geom, scratch_limit(geom), threads, split_outputs=True)[0]
+    staged = 2 * math.prod(geom.out_shape) * geom.dtype.itemsize / COPY_BYTES_PER_SECOND if images > 1 else 0.0
+    return (gemm_seconds(geom.flops, geom.out_per_group, positions, geom.in_per_group * math.prod(geom.kernel))
+            + (fill_seconds(geom) + staged) / threads)
+
+
 def chunk_bytes(geom, images, positions):
     """Scratch bytes of one chunk: its columns (:func:`position_bytes`), and for several images
     the GEMM's output (images side by side), which is then copied into place."""
@@ -248,10 +263,7 @@ class Im2col(Algorithm):
         return min(threads, chunks) * chunk_bytes(geom, images, positions)
 
     def estimated_seconds(self, geom):
-        """The GEMMs, plus the fill (:func:`fill_seconds`) on all threads."""
-        positions = math.prod(geom.out_size)
-        return (gemm_seconds(geom.flops, geom.out_per_group, positions, geom.in_per_group * math.prod(geom.kernel))
-                + fill_seconds(geom) / get_num_threads())
+        return _seconds(geom, get_num_threads(), get_workspace_limit())
 
     def run(self, x, weight, geom, out):
         """Chunks shared out among the threads; each fills its column buffer and multiplies it."""
