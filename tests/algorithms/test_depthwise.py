@@ -263,3 +263,23 @@ def test_auto_passes_it_over_beyond_the_workspace_limit(workspace_limit):
                                                 f"of {need - 1}")
     assert select("test", geom, "auto").name != "grouped"
     assert select("test", geom, "grouped") is grouped
+
+
+@pytest.mark.parametrize("w_shape, padding, groups, passed_over", [
+    ((8, 4, 1, 1), 0, 4, True),  # 1x1, 4 input channels per group: pointwise's
+    ((8, 16, 1, 1), 0, 1, True),
+    ((16, 1, 1, 1), 0, 16, False),  # one input channel per group: depthwise, this kernel's
+    ((8, 4, 1, 1), 1, 4, False),  # padded: pointwise does not take it
+    ((8, 4, 3, 3), 0, 4, False),
+])
+def test_auto_leaves_1x1_kernels_of_several_channels_to_pointwise(w_shape, padding, groups, passed_over):
+    geom, _ = conv_geometry("test", (2, 16, 9, 9), w_shape, None, stride=2, padding=padding, dilation=1,
+                            groups=groups, padding_mode="zeros", dtype=np.dtype(np.float32))
+    reason = auto_rejections(geom)["grouped"]
+    if passed_over:
+        assert reason == "pointwise runs 1x1 kernels of several input channels per group as GEMMs on the input in place"
+        assert select("test", geom, "auto").name == "pointwise"
+        assert select("test", geom, "grouped") is REGISTRY["grouped"]  # named, it runs
+    else:
+        assert reason is None
+

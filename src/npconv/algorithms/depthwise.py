@@ -41,6 +41,7 @@ from ..parallel import run_pieces, split, threads_for
 from . import depthwise_same, register_block, vector_copy
 from .base import Algorithm, as_3d
 from .im2col import weight_gradient as im2col_weight_gradient
+from .pointwise import Pointwise
 
 # The forward kernel's cost on this machine's 2 cores (fitted to ResNeXt's grouped layers and
 # MobileNetV2's stride-2 depthwise ones, roughly): multiply-adds of blocks of 4 or 8 outputs
@@ -479,6 +480,18 @@ class GroupedDirect(Depthwise):
         if geom.in_per_group > self.MAX_IN_PER_GROUP:
             return f"it takes at most {self.MAX_IN_PER_GROUP} input channels per group, got {geom.in_per_group}"
         return self._why_not_rank(geom)
+
+    def why_not_auto(self, geom):
+        """Besides its planes' scratch (:meth:`Depthwise.why_not_auto`): a 1x1 kernel without
+        padding on two or more input channels per group, which ``pointwise`` runs as GEMMs on the
+        input in place.  On 213 random such geometries (``benchmarks/auto_choice.py``'s) pointwise
+        was faster in 193, 1.36x on geometric mean, but the cost models ranked this kernel first
+        in 88: at these small sizes both run on one thread, and pointwise's model of its narrow
+        GEMMs is the more pessimistic.  (With one input channel per group -- depthwise -- this
+        kernel is the faster.)"""
+        if geom.in_per_group > 1 and Pointwise().why_unsupported(geom) is None:
+            return "pointwise runs 1x1 kernels of several input channels per group as GEMMs on the input in place"
+        return super().why_not_auto(geom)
 
 
 def weight_gradient(x, grad, geom):
