@@ -1,13 +1,15 @@
 """How well ``algo="auto"`` chooses, off the layer suite: random 2-d geometries, auto's choice
-timed against every algorithm that competes for them.
+timed against every algorithm that could run them.
 
 ``npconv bench`` times real layers, the ones the cost models were fitted to.  This script
 draws geometries the suite does not have -- odd sizes, kernels of 1 to 7, strides, dilations,
 group counts from 1 to depthwise -- and times, for each, every algorithm ``auto`` weighs
 (:func:`npconv.algorithms.auto_rejections`: supported, allowed by the precision policy, no
-reason of its own against it) and auto's own choice, interleaved (:func:`npconv.bench.median_seconds`).
-Its measure is the slowdown of auto's choice against the fastest of them: 1.0 where auto
-chose the fastest.
+reason of its own against it), the ones it passes over for a reason of their own (the direct
+kernel on 1x1 kernels, or beyond the workspace limit), and auto's own choice, interleaved
+(:func:`npconv.bench.median_seconds`): every supported, non-reference algorithm the precision
+policy allows.  Its measure is the slowdown of auto's choice against the fastest of them: 1.0
+where auto chose the fastest.
 
     python benchmarks/auto_choice.py [--cases 300] [--seed 0] [--repeats 3] [--threads N]
 
@@ -25,7 +27,8 @@ import statistics
 import numpy as np
 
 import npconv
-from npconv.algorithms import auto_rejections, select
+from npconv.algorithms import REGISTRY, select
+from npconv.config import get_precision, precision_allows
 from npconv.bench import median_seconds, use_timing_env
 from npconv.geometry import conv_geometry
 
@@ -71,7 +74,8 @@ def main():
         x = rng.standard_normal(x_shape, dtype=np.float32)
         w = rng.standard_normal(w_shape, dtype=np.float32)
         chosen = select("conv2d", geom, "auto").name
-        names = sorted({name for name, why in auto_rejections(geom).items() if why is None} | {chosen})
+        names = sorted({alg.name for alg in REGISTRY.values() if not alg.reference and alg.why_unsupported(geom) is None
+                        and precision_allows(get_precision(), alg.accuracy)} | {chosen})
         times = median_seconds([
             lambda name=name: npconv.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups,
                                             algo=name)
@@ -82,7 +86,7 @@ def main():
     slowdowns = [case[0] for case in cases]
     print(f"float32, {npconv.get_num_threads()} threads, {len(cases)} random geometries (seed {args.seed}), "
           f"median of {args.repeats} interleaved runs each")
-    print(f"auto's slowdown against the fastest competing algorithm: geometric mean "
+    print(f"auto's slowdown against the fastest algorithm: geometric mean "
           f"{statistics.geometric_mean(slowdowns):.3f}; within 10% in {sum(s <= 1.1 for s in slowdowns)}, "
           f"beyond 1.5x in {sum(s > 1.5 for s in slowdowns)}")
     pairs = collections.defaultdict(list)
