@@ -165,11 +165,10 @@ def chunking(geom, limit, threads=1, split_outputs=False):
     fewer images than threads an image's positions are split so every thread has work --
     or, with ``split_outputs`` where :func:`splits_outputs`, the image is one chunk whose
     output channels the threads share.  A chunk of several images also counts its GEMM's
-    output (:func:`chunk_bytes`).  Chunks are even (:func:`_even`), and as many as the
-    threads or a multiple where the threads share one image's, or the images: the largest
-    chunk that fits, then what is left, gave one thread 655 of an image's 729 positions and
-    the other 74 (a 5x5/2 layer at batch 1, no faster on two threads than on one), or 6 of 8
-    images and the other 2.
+    output (:func:`chunk_bytes`).  The chunk's size is picked so that the threads' shares
+    come out about equal (:func:`_even`): the largest chunk that fit, then what was left, gave
+    one thread 655 of an image's 729 positions and the other 74 (a 5x5/2 layer at batch 1, no
+    faster on two threads than on one), or 6 of 8 images and the other 2.
     """
     column_bytes = position_bytes(geom)
     positions = math.prod(geom.out_size)
@@ -188,10 +187,10 @@ def chunking(geom, limit, threads=1, split_outputs=False):
 
 @functools.lru_cache(maxsize=1024)
 def _even(total, most, parts):
-    """A chunk size of at most ``most`` whose chunks of ``total`` (the last one smaller), shared
-    out by :func:`npconv.parallel.split` into ``parts`` runs, load the busiest part least: of
-    the sizes that give each part about 1 to 4 chunks more than the fewest that fit, the
-    largest of the best."""
+    """A chunk size of at most ``most`` for ``total`` (the last chunk smaller) whose chunks,
+    shared out by :func:`npconv.parallel.split` into ``parts`` runs, load the busiest part
+    least: tried, the sizes that give each part the fewest chunks that fit, or up to 3 more
+    (8 images on 3 threads: 1 a chunk, not 2); of the best, the largest."""
     chunks_of_most = -(-total // most)
     fewest = -(-chunks_of_most // parts)  # per part
 
