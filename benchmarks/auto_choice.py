@@ -3,13 +3,11 @@ timed against every algorithm that could run them.
 
 ``npconv bench`` times real layers, the ones the cost models were fitted to.  This script
 draws geometries the suite does not have -- odd sizes, kernels of 1 to 7, strides, dilations,
-group counts from 1 to depthwise -- and times, for each, every algorithm ``auto`` weighs
-(:func:`npconv.algorithms.auto_rejections`: supported, allowed by the precision policy, no
-reason of its own against it), the ones it passes over for a reason of their own (the direct
-kernel on 1x1 kernels, or beyond the workspace limit), and auto's own choice, interleaved
-(:func:`npconv.bench.median_seconds`): every supported, non-reference algorithm the precision
-policy allows.  Its measure is the slowdown of auto's choice against the fastest of them: 1.0
-where auto chose the fastest.
+group counts from 1 to depthwise -- and times, for each, auto's choice and every supported,
+non-reference algorithm the precision policy allows (those ``auto`` passes over for a reason of
+its own included: the direct kernel on 1x1 kernels, or beyond the workspace limit), interleaved
+(:func:`npconv.bench.median_seconds`).  Its measure is the slowdown of auto's choice against
+the fastest of them: 1.0 where auto chose the fastest.
 
     python benchmarks/auto_choice.py [--cases 300] [--seed 0] [--repeats 3] [--threads N]
 
