@@ -1,5 +1,5 @@
-"""vector_copy: row copies and deals against NumPy slicing, every length around the vector width, and nothing
-written outside."""
+"""vector_copy: row copies, deals and block transposes against NumPy slicing, every length around the vector
+width, and nothing written outside."""
 
 import numpy as np
 import pytest
@@ -18,6 +18,11 @@ def _copy(dst, d, src, s, n):
 @njit(cache=True)
 def _deal(even, e, odd, o, src, s, n):
     vector_copy.deal(even, e, odd, o, src, s, n)
+
+
+@njit(cache=True)
+def _transpose(dst, d, d_stride, src, s, s_stride, rows, cols):
+    vector_copy.transpose(dst, d, d_stride, src, s, s_stride, rows, cols)
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -41,3 +46,17 @@ def test_deal_matches_slicing(rng, n, dtype):
     expected[3 : 3 + n] = src[5 : 5 + 2 * n : 2]
     expected[n + 11 : 2 * n + 11] = src[6 : 6 + 2 * n : 2]
     np.testing.assert_array_equal(buf, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_matches_numpy_for_every_block_size(rng, dtype):
+    lanes = 64 // np.dtype(dtype).itemsize
+    for rows in range(lanes + 1):
+        for cols in range(lanes + 1):
+            src = rng.standard_normal(3 + lanes * 19).astype(dtype)  # rows 19 apart
+            dst = np.full(7 + lanes * 21, np.nan, dtype=dtype)  # rows 21 apart
+            _transpose(dst, 7, 21, src, 3, 19, rows, cols)
+            expected = np.full_like(dst, np.nan)
+            block = src[3 : 3 + rows * 19].reshape(rows, 19)[:, :cols]  # (rows, cols)
+            expected[7 : 7 + cols * 21].reshape(cols, 21)[:, :rows] = block.T
+            np.testing.assert_array_equal(dst, expected, err_msg=f"{rows} x {cols}")  # NaN: nothing else written

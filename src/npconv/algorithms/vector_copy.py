@@ -71,3 +71,49 @@ def deal(typingctx, even, e, odd, o, src, s, n):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _swap_bit_masks(lanes, bit):
+    """The two shuffles of one step of :func:`transpose`'s butterfly: of rows ``i`` (bit clear)
+    and ``i | bit`` side by side (lanes 0 .. 2*lanes), the new rows that swap bit ``bit`` of the
+    row index with the same bit of the column index."""
+    low = [j if not j & bit else lanes + (j ^ bit) for j in range(lanes)]
+    high = [j | bit if not j & bit else lanes + j for j in range(lanes)]
+    return [ir.Constant(ir.VectorType(ir.IntType(32), lanes), picks) for picks in (low, high)]
+
+
+@intrinsic
+def transpose(typingctx, dst, d, d_stride, src, s, s_stride, rows, cols):
+    """``dst[d + j*d_stride + i] = src[s + i*s_stride + j]`` for ``i < rows``, ``j < cols``, both
+    at most one vector's lanes: a block of ``rows`` rows of ``cols`` values, written as ``cols``
+    rows of ``rows`` values, for contiguous 1-d arrays of one dtype.  Loads its rows (masked),
+    swaps row and column bits in log2(lanes) steps of two-vector shuffles (64 shuffles for
+    float32's 16 x 16), stores (masked): no value goes through a scalar load or store."""
+    sig = types.void(dst, types.intp, types.intp, src, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        dst, d, d_stride, src, s, s_stride, rows, cols = args
+        _, lanes, _, at, below, load, store = vector_ops(context, builder, signature.args[0])
+        dst_p = context.make_array(signature.args[0])(context, builder, dst).data
+        src_p = context.make_array(signature.args[3])(context, builder, src).data
+        index, none = rows.type, ir.Constant(ir.VectorType(ir.IntType(1), lanes), [0] * lanes)
+
+        def row_mask(i, count, width):  # the lanes below width, in rows below count only
+            present = builder.icmp_signed("<", ir.Constant(index, i), count)
+            return builder.select(present, below(width), none)
+
+        block = [load(at(src_p, s, builder.mul(ir.Constant(index, i), s_stride)), row_mask(i, rows, cols))
+                 for i in range(lanes)]
+        bit = 1
+        while bit < lanes:
+            low, high = _swap_bit_masks(lanes, bit)
+            for i in range(lanes):
+                if not i & bit:
+                    a, b = block[i], block[i | bit]
+                    block[i], block[i | bit] = builder.shuffle_vector(a, b, low), builder.shuffle_vector(a, b, high)
+            bit *= 2
+        for j in range(lanes):
+            store(block[j], at(dst_p, d, builder.mul(ir.Constant(index, j), d_stride)), row_mask(j, cols, rows))
+        return context.get_dummy_value()
+
+    return sig, codegen

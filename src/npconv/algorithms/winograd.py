@@ -32,7 +32,9 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
 from ..parallel import run_pieces, single_threaded_blas, split, threads_for
+from . import tile_transform, vector_copy
 from .base import COPY_BYTES_PER_SECOND, Algorithm, gemm_seconds, scratch_limit
+from .register_block import lanes
 from .weight_cache import WEIGHT_CACHE
 from .winograd_transforms import transforms
 
@@ -62,7 +64,7 @@ COPY_BLOCK = 32
 
 def coefficients(mat, dtype):
     """A transform matrix as a tuple of rows of ``dtype`` scalars: its sizes are then known to
-    the compiler, which unrolls :func:`combine`'s sum and keeps it in registers."""
+    the compiler, which unrolls :func:`.tile_transform.transform`'s sums for them."""
     return tuple(tuple(dtype.type(value) for value in row) for row in mat)
 
 
@@ -73,22 +75,6 @@ def transform_coefficients(m, r, dtype):
     took 25-75 us, 5% of a batch-1 layer's."""
     at, _, bt = transforms(m, r)
     return tuple(coefficients(mat, dtype) for mat in (at, bt, at.T))
-
-
-@njit(cache=True, inline="always")
-def combine(dst, dst0, coefs, src, src0, step, length):
-    """dst[dst0 + c] = sum_k coefs[k] * src[src0 + k * step + c] for c < length.
-
-    One row of a transform-matrix product; ``coefs`` a tuple (see :func:`coefficients`), so
-    the sum over k is unrolled and each ``dst`` value is written once (summing into ``dst``
-    coefficient by coefficient, skipping zeros, ran 1.1 to 3 times slower).  Indexing is flat
-    and unsigned: Numba's negative-index handling on signed indices stops the loops vectorising.
-    """
-    for c in range(length):
-        total = coefs[0] * src[uint64(src0 + c)]
-        for k in range(1, len(coefs)):
-            total += coefs[k] * src[uint64(src0 + k * step + c)]
-        dst[uint64(dst0 + c)] = total
 
 
 @njit(cache=True, nogil=True)
@@ -120,7 +106,7 @@ def copy_channels_last(x, xp, n0, nb, top, left):
                seconds=seconds)
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})  # fused multiply-adds
+@njit(cache=True, nogil=True)
 def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
     """V[p, g, first + t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + count of the padded chunk.
 
@@ -129,34 +115,24 @@ def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
     Vectorised over channels.  (The forward reads n x n input tiles; the weight gradient also
     m x m output-gradient tiles.)
     """
-    n, patch = len(bt), len(bt[0])
+    n = len(bt)
     channels = xp.shape[3]
     groups, places, cg = v.shape[1], v.shape[2], v.shape[3]
     row, plane = xp.shape[2] * channels, xp.shape[1] * xp.shape[2] * channels
+    point = groups * places * cg  # V's stride between transform points
+    step = lanes(xp.itemsize)
     src, dst = xp.ravel(), v.ravel()
-    tmp = np.empty(n * patch * channels, dtype=xp.dtype)  # (BT d)[a, q, c]
-    acc = np.empty(channels, dtype=xp.dtype)  # (BT d BT^T)[a, p, :]
     for tb in range(count):
         t = t0 + tb
         img, i, j = t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
         corner = img * plane + i * m * row + j * m * channels
-        for a in range(n):
-            for q in range(patch):
-                combine(tmp, (a * patch + q) * channels, bt[a], src, corner + q * channels, row, channels)
-        for a in range(n):
-            for p in range(n):
-                if groups == 1:  # straight into V
-                    combine(dst, ((a * n + p) * places + first + tb) * cg, bt[p], tmp, a * patch * channels,
-                            channels, cg)
-                    continue
-                combine(acc, 0, bt[p], tmp, a * patch * channels, channels, channels)
-                for g in range(groups):
-                    out0 = (((a * n + p) * groups + g) * places + first + tb) * cg
-                    for c in range(cg):
-                        dst[uint64(out0 + c)] = acc[uint64(g * cg + c)]
+        for g in range(groups):
+            for c0 in range(0, cg, step):
+                tile_transform.transform(bt, dst, (g * places + first + tb) * cg + c0, n * point, point,
+                                         src, corner + g * cg + c0, row, channels, min(step, cg - c0))
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True)
 def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
@@ -172,34 +148,30 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
     channels, per_group = groups * og, out.shape[1] // groups
     out_h, out_w = out.shape[2], out.shape[3]
     src, dst = mm.ravel(), out.ravel()
-    tmp = np.empty(m * n * channels, dtype=mm.dtype)  # (AT M)[a, q, o]
     width = min(tiles_w, count) * m
     rows = np.empty(m * width * channels, dtype=mm.dtype)  # (AT M AT^T)[a, column, o] of a tile row
     point = groups * count * og  # M's stride between transform points
+    step = lanes(out.itemsize)  # the transposed blocks' side
     tb = 0
     while tb < count:
         t = t0 + tb
         img, i, j = n0 + t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
         run = min(count - tb, tiles_w - j)  # tiles of this tile row in the block
         for r in range(run):
-            for a in range(m):
-                for q in range(n):
-                    for g in range(groups):
-                        combine(tmp, (a * n + q) * channels + g * og, at[a], src,
-                                ((q * groups + g) * count + tb + r) * og, n * point, og)
-            for a in range(m):
-                for p in range(m):
-                    combine(rows, (a * width + r * m + p) * channels, at[p], tmp, a * n * channels, channels,
-                            channels)
+            for g in range(groups):
+                for c0 in range(0, og, step):
+                    tile_transform.transform(at, rows, r * m * channels + g * og + c0, width * channels, channels,
+                                             src, ((g * count + tb + r) * og + c0), n * point, point,
+                                             min(step, og - c0))
         height, columns = min(m, out_h - i * m), min(run * m, out_w - j * m)
-        for c0 in range(0, channels, TRANSPOSE_BLOCK):
-            for a in range(height):
-                for w0 in range(0, columns, TRANSPOSE_BLOCK):
-                    for c in range(c0, min(c0 + TRANSPOSE_BLOCK, channels)):
-                        channel = (c // og) * per_group + o0 + c % og
-                        line = ((img * out.shape[1] + channel) * out_h + i * m + a) * out_w + j * m
-                        for w in range(w0, min(w0 + TRANSPOSE_BLOCK, columns)):
-                            dst[uint64(line + w)] = rows[uint64((a * width + w) * channels + c)]
+        for g in range(groups):
+            for c0 in range(0, og, step):
+                line = ((img * out.shape[1] + g * per_group + o0 + c0) * out_h + i * m) * out_w + j * m
+                for a in range(height):
+                    for w0 in range(0, columns, step):
+                        vector_copy.transpose(dst, line + a * out_w + w0, out_h * out_w, rows,
+                                              (a * width + w0) * channels + g * og + c0, channels,
+                                              min(step, columns - w0), min(step, og - c0))
         tb += run
 
 
