@@ -45,8 +45,9 @@ BLOCK_BYTES = 4 * 2**20
 # 28x28, batch 8: 55 ms with 28-tile blocks, 45 with 128).
 WEIGHT_SHARE = 1.0
 # Input and output transform kernels: seconds per transformed value on one core (measured
-# before their sums were kept in registers, now about 0.6 ns; refitting the three transform
-# constants to the suite's timings left auto's choices no better overall).
+# when their sums went through memory; in registers now 0.3-0.5 ns, most of it moving the
+# values, but the suite's choices are right with this: Winograd's layers, and im2col's on
+# ResNet-50's 7x7 layer at batch 1, where Winograd ran 1.5x slower).
 TRANSFORM_SECONDS_PER_VALUE = 0.9e-9
 # NumPy's cost per matrix of a batched matmul, which dominates with tiny groups (measured).
 SECONDS_PER_MATMUL = 20e-9
@@ -54,12 +55,6 @@ SECONDS_PER_MATMUL = 20e-9
 # group's channels, so with few channels per group (ResNeXt's 4 or 8) this dominates
 # (fitted to 8x256x28x28 layers with 4 to 64 groups).
 TRANSFORM_SECONDS_PER_GROUP_ROW = 24e-9
-# The output transform gathers a tile row's outputs channels-last, then writes them out in
-# blocks of this many channels and columns (each block's lines stay in L1).
-TRANSPOSE_BLOCK = 16
-# The input's copy to channels-last goes in blocks of this many channels and columns
-# (measured against 8 and 16, and NumPy's transposing copy: 1.7 ms against 3.3 on 64x224x224).
-COPY_BLOCK = 32
 
 
 def coefficients(mat, dtype):
@@ -81,21 +76,22 @@ def transform_coefficients(m, r, dtype):
 def to_channels_last(x, xp, n0, top, left, first, stop):
     """xp[b, top + h, left + w, c] = x[n0 + b, c, h, w] for the rows ``first <= b * H + h < stop``.
 
-    x: (N, C, H, W); xp: (nb, Hp, Wp, C).  Each row goes in blocks of ``COPY_BLOCK`` channels
-    and columns, so the lines read and written stay in L1.
+    x: (N, C, H, W); xp: (nb, Hp, Wp, C).  Each row goes in blocks of a vector's lanes of
+    channels and columns, transposed in registers (:func:`.vector_copy.transpose`; a scalar
+    copy in blocks of 32 took 1.2-1.6x as long, 8x128x16x16 to 64x224x224 on one core).
     """
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     plane, row = height * width, xp.shape[2] * channels
+    step = lanes(x.itemsize)
     src, dst = x.ravel(), xp.ravel()
     for job in range(first, stop):
         b, h = job // height, job % height
         source = (n0 + b) * channels * plane + h * width
         target = (b * xp.shape[1] + top + h) * row + left * channels
-        for c0 in range(0, channels, COPY_BLOCK):
-            for w0 in range(0, width, COPY_BLOCK):
-                for w in range(w0, min(w0 + COPY_BLOCK, width)):
-                    for c in range(c0, min(c0 + COPY_BLOCK, channels)):
-                        dst[uint64(target + w * channels + c)] = src[uint64(source + c * plane + w)]
+        for c0 in range(0, channels, step):
+            for w0 in range(0, width, step):
+                vector_copy.transpose(dst, target + w0 * channels + c0, channels, src, source + c0 * plane + w0, plane,
+                                      min(step, channels - c0), min(step, width - w0))
 
 
 def copy_channels_last(x, xp, n0, nb, top, left):
@@ -139,7 +135,9 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
     mm: (n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k; at:
     (m, n) as :func:`coefficients`; tile t counts from image n0.  Vectorised over channels.
     The tiles of one tile row are gathered channels-last, ``(m, width, G*k)``, then copied
-    out in blocks of ``TRANSPOSE_BLOCK`` channels and columns: writing each tile's values
+    out in blocks of a vector's lanes of channels and columns, transposed in registers
+    (:func:`.vector_copy.transpose`; scalar copies in blocks of 16 took 0.3 ns a value, 2-3x
+    as long, on F(3, 2) and F(2, 3) layers at batch 8): writing each tile's values
     straight into their channels' planes, one store per plane, ran 1.3 to 3 times slower on
     56x56 to 224x224.
     """
