@@ -1,5 +1,5 @@
-"""vector_copy: row copies, deals and block transposes against NumPy slicing, every length around the vector
-width, and nothing written outside."""
+"""vector_copy: row copies, deals, stride-2 reads and block transposes against NumPy slicing, every length
+around the vector width, and nothing written outside."""
 
 import numpy as np
 import pytest
@@ -18,6 +18,11 @@ def _copy(dst, d, src, s, n):
 @njit(cache=True)
 def _deal(even, e, odd, o, src, s, n):
     vector_copy.deal(even, e, odd, o, src, s, n)
+
+
+@njit(cache=True)
+def _evens(dst, d, src, s, n):
+    vector_copy.evens(dst, d, src, s, n)
 
 
 @njit(cache=True)
@@ -60,3 +65,14 @@ def test_transpose_matches_numpy_for_every_block_size(rng, dtype):
             block = src[3 : 3 + rows * 19].reshape(rows, 19)[:, :cols]  # (rows, cols)
             expected[7 : 7 + cols * 21].reshape(cols, 21)[:, :rows] = block.T
             np.testing.assert_array_equal(dst, expected, err_msg=f"{rows} x {cols}")  # NaN: nothing else written
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_evens_matches_slicing(rng, n, dtype):
+    src = rng.standard_normal(max(5 + 2 * n - 1, 0)).astype(dtype)  # ends at the last value read
+    dst = np.full(n + 12, np.nan, dtype=dtype)
+    _evens(dst, 4, src, 5, n)
+    expected = np.full_like(dst, np.nan)
+    expected[4 : 4 + n] = src[5 : 5 + 2 * n : 2]
+    np.testing.assert_array_equal(dst, expected)

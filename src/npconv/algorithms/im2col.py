@@ -31,6 +31,7 @@ from numba import njit, uint64
 
 from ..config import get_num_threads, get_workspace_limit
 from ..parallel import run_pieces, split, threads_for
+from . import vector_copy
 from .base import COPY_BYTES_PER_SECOND, Algorithm, as_3d, gemm_seconds, scratch_limit
 
 # Chunks of about this size stay in the L3 cache between the fill and the GEMM: measured
@@ -62,6 +63,8 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
     out_h, out_w = out_size[1], out_size[2]
     kvol = kd_n * kh_n * kw_n
     src, dst = x.ravel(), cols.ravel()
+    line0, column0 = p0 // out_w, p0 % out_w  # the chunk's first output row (od, oh), its first column
+    lines = (p0 + pc - 1) // out_w + 1 - line0
     for job in range(rows * nb):
         row, b = job // nb, job % nb
         c, k = row // kvol, row % kvol
@@ -71,22 +74,31 @@ def fill_columns(x, cols, n0, p0, kernel, stride, dilation, pad, out_size):
         # output columns ow with 0 <= ow * sw + shift_w < in_w read inside the input
         first = min(max(0, -(shift_w // sw)), out_w)
         last = max(first, min(out_w, (in_w - 1 - shift_w) // sw + 1))
-        for line in range(p0 // out_w, (p0 + pc - 1) // out_w + 1):  # output rows (od, oh) touched
-            ow0, ow1 = max(p0 - line * out_w, 0), min(p0 + pc - line * out_w, out_w)
-            base = (row * nb + b) * pc + line * out_w - p0  # dst index of this row's column 0 (ow0 + base >= 0)
-            i_d = (line // out_h) * sd + kd * dd - pd
-            i_h = (line % out_h) * sh + kh * dh - ph
+        base = (row * nb + b) * pc - column0  # dst index of the line's column 0 (ow0 + base >= 0)
+        oh = line0 % out_h
+        i_d, i_h = (line0 // out_h) * sd + kd * dd - pd, oh * sh + kh * dh - ph
+        for line in range(lines):
+            ow0, ow1 = column0 if line == 0 else 0, min(column0 + pc - line * out_w, out_w)
             lo, hi = ow1, ow1  # the columns [lo, hi) of [ow0, ow1) that read inside the input
             if 0 <= i_d < in_d and 0 <= i_h < in_h:
                 lo = min(max(ow0, first), ow1)
                 hi = max(min(ow1, last), lo)
             for ow in range(ow0, lo):
                 dst[uint64(base + ow)] = 0
-            start = uint64(((plane + i_d) * in_h + i_h) * in_w + lo * sw + shift_w)
-            for j in range(hi - lo):
-                dst[uint64(base + lo + j)] = src[start + uint64(j * sw)]
+            start = ((plane + i_d) * in_h + i_h) * in_w + lo * sw + shift_w
+            if sw == 1:
+                vector_copy.copy(dst, base + lo, src, start, hi - lo)
+            elif sw == 2:
+                vector_copy.evens(dst, base + lo, src, start, hi - lo)
+            else:
+                for j in range(hi - lo):
+                    dst[uint64(base + lo + j)] = src[uint64(start + j * sw)]
             for ow in range(hi, ow1):
                 dst[uint64(base + ow)] = 0
+            base += out_w
+            oh, i_h = oh + 1, i_h + sh  # the next output row
+            if oh == out_h:
+                oh, i_d, i_h = 0, i_d + sd, kh * dh - ph
 
 
 @njit(cache=True, nogil=True)

@@ -1,7 +1,8 @@
 """Row moves in 64-byte vectors, the last one masked, emitted as LLVM IR: ``copy(dst, d, src, s, n)``
 is ``dst[d : d + n] = src[s : s + n]``; ``deal(even, e, odd, o, src, s, n)`` deals ``n`` pairs,
 ``even[e : e + n] = src[s : s + 2n : 2]`` and ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` (a
-row into its two column phases at stride 2).
+row into its two column phases at stride 2); ``evens`` keeps the even phase alone (a row read
+at stride 2); ``transpose`` moves a block of up to one vector's lanes square, rows to columns.
 
 The direct kernels (:mod:`.depthwise`) move planes row by row, and their rows are short: 7 to
 28 values on ResNeXt's and MobileNetV2's layers.  A loop LLVM vectorises itself runs such rows
@@ -43,35 +44,54 @@ def copy(typingctx, dst, d, src, s, n):
     return sig, codegen
 
 
-@intrinsic
-def deal(typingctx, even, e, odd, o, src, s, n):
-    """``even[e : e + n] = src[s : s + 2n : 2]``, ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` for
-    contiguous 1-d arrays of one dtype; ``n >= 0``: per ``lanes`` pairs two loads, two shuffles, two
-    stores."""
-    sig = types.void(even, types.intp, odd, types.intp, src, types.intp, types.intp)
+def _dealer(phases, sig, outs, src_at):
+    """Codegen storing, per ``lanes`` pairs of the source (two loads, a shuffle a phase), the
+    ``phases`` (0: even, 1: odd) into their arrays.  ``outs``: per phase the argument positions
+    of its array and start; ``src_at``: those of the source, its start and the pair count.
+    Only the values up to the last phase kept are read."""
 
     def codegen(context, builder, signature, args):
-        even, e, odd, o, src, s, n = args
-        _, lanes, itemsize, at, below, load, store = vector_ops(context, builder, signature.args[0])
-        even_p = context.make_array(signature.args[0])(context, builder, even).data
-        odd_p = context.make_array(signature.args[2])(context, builder, odd).data
-        src_p = context.make_array(signature.args[4])(context, builder, src).data
+        src_i, s_i, n_i = src_at
+        s, n = args[s_i], args[n_i]
+        _, lanes, _, at, below, load, store = vector_ops(context, builder, signature.args[src_i])
+
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        src_p = data(src_i)
         index = n.type
         lanes_c, two = ir.Constant(index, lanes), ir.Constant(index, 2)
         picks = [ir.Constant(ir.VectorType(ir.IntType(32), lanes), list(range(first, 2 * lanes, 2)))
                  for first in (0, 1)]  # the even lanes of (low, high), the odd ones
         with cgutils.for_range(builder, builder.udiv(builder.add(n, ir.Constant(index, lanes - 1)), lanes_c)) as loop:
             done = builder.mul(loop.index, lanes_c)  # pairs dealt so far
-            read, values_left = builder.mul(done, two), builder.mul(builder.sub(n, done), two)
+            read = builder.mul(done, two)
+            values_left = builder.sub(builder.mul(builder.sub(n, done), two), ir.Constant(index, 1 - max(phases)))
             low = load(at(src_p, s, read), below(values_left))
             high = load(at(src_p, s, builder.add(read, lanes_c)), below(builder.sub(values_left, lanes_c)))
             mask = below(builder.sub(n, done))
-            store(builder.shuffle_vector(low, high, picks[0]), at(even_p, e, done), mask)
-            store(builder.shuffle_vector(low, high, picks[1]), at(odd_p, o, done), mask)
+            for phase, (array_i, start_i) in zip(phases, outs):
+                store(builder.shuffle_vector(low, high, picks[phase]), at(data(array_i), args[start_i], done), mask)
         return context.get_dummy_value()
 
     return sig, codegen
 
+
+@intrinsic
+def deal(typingctx, even, e, odd, o, src, s, n):
+    """``even[e : e + n] = src[s : s + 2n : 2]``, ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` for
+    contiguous 1-d arrays of one dtype; ``n >= 0``: per ``lanes`` pairs two loads, two shuffles, two
+    stores."""
+    sig = types.void(even, types.intp, odd, types.intp, src, types.intp, types.intp)
+    return _dealer((0, 1), sig, ((0, 1), (2, 3)), (4, 5, 6))
+
+
+@intrinsic
+def evens(typingctx, dst, d, src, s, n):
+    """``dst[d : d + n] = src[s : s + 2n - 1 : 2]`` (a stride-2 read) for contiguous 1-d arrays of
+    one dtype; ``n >= 0``: :func:`deal`'s even phase alone, reading nothing past its last value."""
+    sig = types.void(dst, types.intp, src, types.intp, types.intp)
+    return _dealer((0,), sig, ((0, 1),), (2, 3, 4))
 
 def _swap_bit_masks(lanes, bit):
     """The two shuffles of one step of :func:`transpose`'s butterfly: of rows ``i`` (bit clear)
