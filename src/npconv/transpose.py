@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, uint64
 
-from .algorithms import REGISTRY, select
+from .algorithms import REGISTRY, select, vector_copy
 from .algorithms.base import COPY_BYTES_PER_SECOND
 from .algorithms.weight_cache import WEIGHT_CACHE
 from .col2im import col2im_seconds, conv_transpose_col2im
@@ -377,7 +377,8 @@ def place_phases(source, out, which, starts, stride, groups, phases, fill, first
     ``fill[c]``, ``SKIP`` where it is left alone; ``starts`` (P, rank).  Each output row is
     written in one pass, its column phases in turn, so its cache lines are written once:
     NumPy's strided copies, one per phase, took half of U-Net's last up-convolution (13 of 26
-    ms), 3x this kernel on one thread.
+    ms), 3x this kernel on one thread.  A row of two column phases, both from the source, is
+    woven in vectors (:func:`.vector_copy.weave`).
     """
     rank = out.ndim - 2
     channels, og = out.shape[1], out.shape[1] // groups
@@ -410,6 +411,11 @@ def place_phases(source, out, which, starts, stride, groups, phases, fill, first
         plane0 = (n * source.shape[1] + g * phases * og + o) * grid_plane  # phase 0's plane of (n, g, o)
         for row in range(rows):
             line = (unit * rows + row) * width
+            if step == 2 and width >= 2 and which[leads[row]] >= 0 and which[leads[row] + 1] >= 0:
+                even, odd = which[leads[row]], which[leads[row] + 1]  # both column phases from the source
+                vector_copy.weave(dst, line, src, plane0 + even * og * grid_plane + reads[row, even],
+                                  src, plane0 + odd * og * grid_plane + reads[row, odd], width)
+                continue
             for column in range(min(step, width)):
                 p = which[leads[row] + column]
                 count = (width - column + step - 1) // step

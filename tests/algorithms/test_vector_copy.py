@@ -1,5 +1,5 @@
-"""vector_copy: row copies, deals, stride-2 reads and block transposes against NumPy slicing, every length
-around the vector width, and nothing written outside."""
+"""vector_copy: row copies, deals and their inverse, stride-2 reads and block transposes against NumPy slicing,
+every length around the vector width, and nothing written outside."""
 
 import numpy as np
 import pytest
@@ -23,6 +23,11 @@ def _deal(even, e, odd, o, src, s, n):
 @njit(cache=True)
 def _evens(dst, d, src, s, n):
     vector_copy.evens(dst, d, src, s, n)
+
+
+@njit(cache=True)
+def _weave(dst, d, even, e, odd, o, n):
+    vector_copy.weave(dst, d, even, e, odd, o, n)
 
 
 @njit(cache=True)
@@ -75,4 +80,17 @@ def test_evens_matches_slicing(rng, n, dtype):
     _evens(dst, 4, src, 5, n)
     expected = np.full_like(dst, np.nan)
     expected[4 : 4 + n] = src[5 : 5 + 2 * n : 2]
+    np.testing.assert_array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("n", LENGTHS + [2 * 16 + 1, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weave_matches_slicing(rng, n, dtype):
+    even = rng.standard_normal(3 + (n + 1) // 2).astype(dtype)
+    odd = rng.standard_normal(6 + n // 2).astype(dtype)
+    dst = np.full(n + 14, np.nan, dtype=dtype)
+    _weave(dst, 5, even, 3, odd, 6, n)
+    expected = np.full_like(dst, np.nan)
+    expected[5 : 5 + n : 2] = even[3:]
+    expected[6 : 5 + n : 2] = odd[6:]
     np.testing.assert_array_equal(dst, expected)

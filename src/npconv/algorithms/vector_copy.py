@@ -2,7 +2,7 @@
 is ``dst[d : d + n] = src[s : s + n]``; ``deal(even, e, odd, o, src, s, n)`` deals ``n`` pairs,
 ``even[e : e + n] = src[s : s + 2n : 2]`` and ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` (a
 row into its two column phases at stride 2); ``evens`` keeps the even phase alone (a row read
-at stride 2); ``transpose`` moves a block of up to one vector's lanes square, rows to columns.
+at stride 2); ``weave`` is deal's inverse; ``transpose`` moves a block of up to one vector's lanes square, rows to columns.
 
 The direct kernels (:mod:`.depthwise`) move planes row by row, and their rows are short: 7 to
 28 values on ResNeXt's and MobileNetV2's layers.  A loop LLVM vectorises itself runs such rows
@@ -92,6 +92,38 @@ def evens(typingctx, dst, d, src, s, n):
     one dtype; ``n >= 0``: :func:`deal`'s even phase alone, reading nothing past its last value."""
     sig = types.void(dst, types.intp, src, types.intp, types.intp)
     return _dealer((0,), sig, ((0, 1),), (2, 3, 4))
+
+
+@intrinsic
+def weave(typingctx, dst, d, even, e, odd, o, n):
+    """``dst[d : d + n : 2] = even[e : ...]``, ``dst[d + 1 : d + n : 2] = odd[o : ...]``: ``n``
+    values, the inverse of :func:`deal` (two column phases into one row at stride 2), for
+    contiguous 1-d arrays of one dtype; ``n >= 0``.  Per ``lanes`` pairs two loads, two
+    shuffles, two stores."""
+    sig = types.void(dst, types.intp, even, types.intp, odd, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        dst, d, even, e, odd, o, n = args
+        _, lanes, _, at, below, load, store = vector_ops(context, builder, signature.args[0])
+        dst_p, even_p, odd_p = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 4))
+        index = n.type
+        lanes_c, one, two = ir.Constant(index, lanes), ir.Constant(index, 1), ir.Constant(index, 2)
+        halves = [ir.Constant(ir.VectorType(ir.IntType(32), lanes), [half * lanes // 2 + j // 2 + (j % 2) * lanes
+                                                                     for j in range(lanes)])
+                  for half in (0, 1)]  # pairs (even[i], odd[i]) of the low lanes, then the high ones
+        pairs = builder.udiv(builder.add(n, one), two)  # even values; odd ones: n // 2
+        with cgutils.for_range(builder, builder.udiv(builder.add(pairs, ir.Constant(index, lanes - 1)), lanes_c)) as loop:
+            done = builder.mul(loop.index, lanes_c)  # pairs woven so far
+            left = builder.sub(n, builder.mul(done, two))  # values left to write
+            evens_v = load(at(even_p, e, done), below(builder.udiv(builder.add(left, one), two)))
+            odds_v = load(at(odd_p, o, done), below(builder.udiv(left, two)))
+            start = builder.mul(done, two)
+            store(builder.shuffle_vector(evens_v, odds_v, halves[0]), at(dst_p, d, start), below(left))
+            store(builder.shuffle_vector(evens_v, odds_v, halves[1]), at(dst_p, d, builder.add(start, lanes_c)),
+                  below(builder.sub(left, lanes_c)))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 def _swap_bit_masks(lanes, bit):
     """The two shuffles of one step of :func:`transpose`'s butterfly: of rows ``i`` (bit clear)
