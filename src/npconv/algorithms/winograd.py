@@ -28,7 +28,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit
 
 from ..config import get_num_threads, get_precision, get_workspace_limit, precision_allows
 from ..parallel import run_pieces, single_threaded_blas, split, threads_for
