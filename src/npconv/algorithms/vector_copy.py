@@ -2,7 +2,8 @@
 is ``dst[d : d + n] = src[s : s + n]``; ``deal(even, e, odd, o, src, s, n)`` deals ``n`` pairs,
 ``even[e : e + n] = src[s : s + 2n : 2]`` and ``odd[o : o + n] = src[s + 1 : s + 2n : 2]`` (a
 row into its two column phases at stride 2); ``evens`` keeps the even phase alone (a row read
-at stride 2); ``weave`` is deal's inverse; ``transpose`` moves a block of up to one vector's lanes square, rows to columns.
+at stride 2); ``weave`` is deal's inverse; ``transpose`` moves a block of up to a vector's
+lanes square, rows to columns.
 
 The direct kernels (:mod:`.depthwise`) move planes row by row, and their rows are short: 7 to
 28 values on ResNeXt's and MobileNetV2's layers.  A loop LLVM vectorises itself runs such rows
