@@ -106,14 +106,16 @@ def weave(typingctx, dst, d, even, e, odd, o, n):
     def codegen(context, builder, signature, args):
         dst, d, even, e, odd, o, n = args
         _, lanes, _, at, below, load, store = vector_ops(context, builder, signature.args[0])
-        dst_p, even_p, odd_p = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 4))
+        dst_p, even_p, odd_p = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                                for i in (0, 2, 4))
         index = n.type
         lanes_c, one, two = ir.Constant(index, lanes), ir.Constant(index, 1), ir.Constant(index, 2)
-        halves = [ir.Constant(ir.VectorType(ir.IntType(32), lanes), [half * lanes // 2 + j // 2 + (j % 2) * lanes
-                                                                     for j in range(lanes)])
+        halves = [ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                              [half * lanes // 2 + j // 2 + (j % 2) * lanes for j in range(lanes)])
                   for half in (0, 1)]  # pairs (even[i], odd[i]) of the low lanes, then the high ones
         pairs = builder.udiv(builder.add(n, one), two)  # even values; odd ones: n // 2
-        with cgutils.for_range(builder, builder.udiv(builder.add(pairs, ir.Constant(index, lanes - 1)), lanes_c)) as loop:
+        chunks = builder.udiv(builder.add(pairs, ir.Constant(index, lanes - 1)), lanes_c)
+        with cgutils.for_range(builder, chunks) as loop:
             done = builder.mul(loop.index, lanes_c)  # pairs woven so far
             left = builder.sub(n, builder.mul(done, two))  # values left to write
             evens_v = load(at(even_p, e, done), below(builder.udiv(builder.add(left, one), two)))
