@@ -45,8 +45,12 @@ FILL_SECONDS_PER_VALUE = 0.5e-9
 FILL_SECONDS_PER_ROW = 20e-9
 # Output rows shorter than this are gathered instead (gather_columns), per value on one core:
 # measured 4x faster than walking rows 7 wide, 1.6x at 14, 1.2x at 20, 5-10% slower at 32.
+# The gather took 0.5-0.7 ns a value alone on one core (a 7x7/2 kernel on 128 channels: 0.87
+# ms for 1.2 M values); 1.0, as with both threads filling, put auto's choice on 1,684 random
+# geometries (benchmarks/auto_choice.py's kind) 1.046 -> 1.031x behind the fastest, with no
+# choice on the suite changed (0.5 ran im2col where the direct kernel was up to 2x faster).
 GATHER_BELOW_WIDTH = 24
-GATHER_SECONDS_PER_VALUE = 0.5e-9
+GATHER_SECONDS_PER_VALUE = 1.0e-9
 
 
 @njit(cache=True, nogil=True)
