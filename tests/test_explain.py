@@ -3,6 +3,7 @@ loop count, conv's own errors, auto's choice against select, and the textbook fa
 
 import math
 import re
+import sys
 import tracemalloc
 
 import numpy as np
@@ -182,7 +183,7 @@ def test_transposed_counts_match_torch(input_shape, weight_shape, args):
     assert {c.name for c in cost.candidates} == {"col2im", "subpixel"}
 
 
-@pytest.mark.parametrize("x_shape, w_shape", [((8, 256, 8, 8), (256, 128, 4, 4)), ((2, 96, 32, 32), (96, 3, 4, 4))])
+@pytest.mark.parametrize("x_shape, w_shape", [((8, 512, 4, 4), (512, 256, 4, 4)), ((2, 96, 32, 32), (96, 3, 4, 4))])
 def test_col2im_workspace_bounds_what_it_allocates(x_shape, w_shape):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(x_shape, dtype=np.float32), rng.standard_normal(w_shape, dtype=np.float32)
@@ -196,6 +197,23 @@ def test_col2im_workspace_bounds_what_it_allocates(x_shape, w_shape):
     finally:
         tracemalloc.stop()
     assert peak <= y.nbytes + cost.workspace_bytes + 2**16  # the output, the scratch, small objects
+
+
+def test_per_phase_winograd_workspace_bounds_what_it_allocates(monkeypatch):
+    monkeypatch.setattr(npconv.transpose, "phasewise", lambda geom: True)
+    monkeypatch.setattr(sys.modules["npconv.explain"], "phasewise", lambda geom: True)  # the module, not the function
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 128, 16, 16), dtype=np.float32), rng.standard_normal((128, 64, 4, 4), dtype=np.float32)
+    cost = npconv.explain(x.shape, w.shape, transposed=True, stride=2, padding=1)
+    assert cost.algorithm == "subpixel (4 phases: winograd F(4,2) on each)"
+    npconv.conv_transpose2d(x, w, stride=2, padding=1, algo="subpixel")  # compiled, caches warm
+    tracemalloc.start()
+    try:
+        y = npconv.conv_transpose2d(x, w, stride=2, padding=1, algo="subpixel")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= y.nbytes + cost.workspace_bytes + 2**16
 
 
 def test_transposed_output_size():

@@ -40,7 +40,8 @@ from .col2im import why_unsupported as why_col2im_unsupported
 from .config import get_precision, get_workspace_limit
 from .dtypes import conv_arrays
 from .geometry import conv_geometry, conv_transpose_geometry, int_tuple
-from .transpose import auto_path, is_reached, phase_grid, subpixel_geometries, subpixel_seconds
+from . import phase_winograd
+from .transpose import auto_path, is_reached, phase_grid, phasewise, subpixel_geometries, subpixel_seconds
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,12 @@ def _transposed_choice(geom):
     )
     if auto_path(geom) == "col2im":
         return "col2im", col2im_workspace_bytes(geom), candidates, ()
-    names = ", ".join(sorted({alg.name for alg in chosen}))
     phases = sum(map(is_reached, phase_grid(geom)))
+    if phasewise(geom):
+        counts = tuple(max(phase[dim].count for phase in phase_grid(geom)) for dim in range(geom.rank))
+        return (f"subpixel ({phases} phases: winograd F(4,2) on each)", phase_winograd.workspace_bytes(geom, counts),
+                candidates, ())
+    names = ", ".join(sorted({alg.name for alg in chosen}))
     how = "stacked in one convolution" if len(convs) < phases else "phases"
     return f"subpixel ({phases} {how}: {names})", subpixel_workspace, candidates, ()
 

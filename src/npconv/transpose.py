@@ -67,6 +67,7 @@ from .dtypes import conv_arrays
 from .errors import UnsupportedAlgorithmError
 from .geometry import ConvGeometry, conv_transpose_geometry
 from .parallel import run_pieces, split, threads_for
+from . import phase_winograd
 
 PATHS = ("col2im", "subpixel")
 
@@ -289,9 +290,14 @@ def subpixel_geometries(geom):
 
 
 def subpixel_seconds(geom):
-    """The cost models' time for the sub-pixel convolutions, plus checking the cached sub-kernels
-    (reading the weight and its snapshot) and placing the phases' outputs (:func:`_place`)."""
-    convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
+    """The cost models' time for the sub-pixel convolutions (or the phases by Winograd F(4, 2),
+    :func:`phasewise`), plus checking the cached sub-kernels (reading the weight and its
+    snapshot) and placing the phases' outputs (:func:`_place`)."""
+    if phasewise(geom):
+        reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
+        convs = phase_winograd.estimated_seconds(geom, _largest_counts(reached))
+    else:
+        convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
     placing = any(s > 1 for s in geom.stride) * placing_seconds(geom)
     return convs + 2 * weight_bytes / COPY_BYTES_PER_SECOND + placing / threads_for(placing)
@@ -330,9 +336,16 @@ def _subpixel(x, weight, bias, geom, algo):
     which = np.full(math.prod(geom.stride), SKIP, dtype=np.int64)  # per phase offset, as a flat index
     which[[_offset_index(phase, geom) for phase in phases if not is_reached(phase)]] = BIAS
     if grid is not None:
-        stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)  # (N, G*P*Og, *grid counts)
         starts = np.array([[_low(g) - _low(p) for g, p in zip(grid, phase)] for phase in reached], dtype=np.int64)
         which[[_offset_index(phase, geom) for phase in reached]] = np.arange(len(reached))
+        if algo == "auto" and phasewise(geom):  # every phase reached, each on its own tiles
+            kernel = _sub_kernels(weight, geom, reached, stacked=True)
+            phases = phase_winograd.run(x, kernel, geom, grid, starts, _largest_counts(reached))  # (N, G*P*Og, *counts)
+            _place(phases, out, which, np.zeros_like(starts), len(reached), fill, geom)
+            if bias is not None:
+                out += bias.reshape(-1, *(1,) * geom.rank)
+            return out
+        stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)  # (N, G*P*Og, *grid counts)
         _place(stacked, out, which, starts, len(reached), fill, geom)
         return out
     kernels = iter(_sub_kernels(weight, geom, reached))
@@ -344,6 +357,30 @@ def _subpixel(x, weight, bias, geom, algo):
         which[_offset_index(phase, geom)] = 0
         _place(_phase_conv(x, next(kernels), bias, geom, phase, algo), out, which, origin, 1, fill, geom)
     return out
+
+
+def _largest_counts(reached):
+    """The reached phases' largest output count per dim."""
+    return tuple(max(phase[dim].count for phase in reached) for dim in range(len(reached[0])))
+
+
+def phasewise(geom):
+    """Whether ``auto`` runs ``geom``'s stacked phases per phase by Winograd F(4, 2)
+    (:mod:`npconv.phase_winograd`): where that applies and its cost model finds it cheaper
+    than the stacked convolution's ``auto`` choice."""
+    return _phasewise(geom, get_num_threads(), get_workspace_limit(), get_precision())
+
+
+@functools.lru_cache(maxsize=1024)
+def _phasewise(geom, threads, workspace_limit, precision):
+    """:func:`phasewise`, remembered per geometry and the settings the cost models read."""
+    reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
+    grid = stacked_grid(geom, reached)
+    if phase_winograd.why_unsupported(geom, grid, precision) is not None:
+        return False
+    stacked = phase_geometry(geom, grid, len(reached))
+    return (phase_winograd.estimated_seconds(geom, _largest_counts(reached))
+            < select("conv_transpose", stacked, "auto").estimated_seconds(stacked))
 
 
 def _offset_index(phase, geom):

@@ -96,3 +96,24 @@ def test_dots_add_to_the_sums_and_nothing_else(rng, ob, taps, dtype, n):
     touched = np.zeros(sums.size, dtype=bool)
     touched[slots.ravel()] = True
     assert np.isnan(sums[~touched]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch, rows, depth, width, first, cols_vectors", [
+    (3, 17, 5, 7, 0, 7),  # rows past whole 8-row blocks, columns past whole 3-vector blocks
+    (1, 8, 1, 4, 16, 4),  # a column window of b, one sum term
+    (2, 1, 33, 3, 1, 2),  # one row, b's window off the vectors' alignment
+    (4, 12, 64, 6, 48, 3),
+])
+def test_matmul_matches_numpy_and_writes_only_c(rng, dtype, batch, rows, depth, width, first, cols_vectors):
+    lanes = register_block.lanes(np.dtype(dtype).itemsize)
+    cols = cols_vectors * lanes
+    a = rng.standard_normal((batch, rows, depth)).astype(dtype)
+    b = rng.standard_normal((batch, depth, first + cols + width * lanes)).astype(dtype)
+    a_before, b_before = a.copy(), b.copy()
+    c = np.full((batch, rows, cols), np.nan, dtype=dtype)
+    register_block.matmul(a, b, first, c)
+    expected = np.matmul(a.astype(np.float64), b[:, :, first:first + cols].astype(np.float64))
+    np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+    np.testing.assert_array_equal(a, a_before)
+    np.testing.assert_array_equal(b, b_before)

@@ -103,11 +103,12 @@ def copy_channels_last(x, xp, n0, nb, top, left):
 
 
 @njit(cache=True, nogil=True)
-def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
+def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m, top=0, left=0):
     """V[p, g, first + t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + count of the padded chunk.
 
     xp: (nb, Hp, Wp, C) channels-last zero-padded images; bt: (n, k) as :func:`coefficients`,
-    read on the k x k patches ``d`` at every m-th row and column; v: (n*n, G, T, Cg).
+    read on the k x k patches ``d`` at every m-th row and column from ``(top, left)``;
+    v: (n*n, G, T, Cg).
     Vectorised over channels.  (The forward reads n x n input tiles; the weight gradient also
     m x m output-gradient tiles.)
     """
@@ -121,7 +122,7 @@ def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m):
     for tb in range(count):
         t = t0 + tb
         img, i, j = t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
-        corner = img * plane + i * m * row + j * m * channels
+        corner = img * plane + (top + i * m) * row + (left + j * m) * channels
         for g in range(groups):
             for c0 in range(0, cg, step):
                 tile_transform.transform(bt, dst, (g * places + first + tb) * cg + c0, n * point, point,

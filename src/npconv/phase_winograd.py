@@ -1,0 +1,140 @@
+"""Sub-pixel phases of 2x2 sub-kernels by Winograd F(4 x 4, 2 x 2), each phase on its own tiles.
+
+A stride-2 transposed convolution whose kernel is twice its stride in both dims (DCGAN's
+4x4/2) splits into four phases, each a stride-1 convolution of the input with a 2x2
+sub-kernel (:mod:`npconv.transpose`).  Stacked on one grid they run as one convolution, but
+the grid is one row and column larger than each phase (9x9 for four 8x8 phases), and no
+F(m, 2) tiles both it and the phases exactly.  Here each phase is tiled on its own: F(4, 2)
+computes a 4x4 output tile from a 5x5 input tile with 25 multiplications per channel pair
+instead of 64 (2.56x fewer; the stacked grid's F(3, 2) does 1.78x), and 8x8 or 16x16 phases
+are whole tiles::
+
+    out_tile[o] = AT ( sum_c  U_p[:, :, c, o] * V[:, :, c] ) AT^T
+
+with ``U_p = G w_p G^T`` the phase's sub-kernel and ``V = BT d BT^T`` its input tile, read
+from the phase's window of the grid's padded input.  The four phases share one channels-last
+copy of the input and each thread's scratch; their per-point products (tiles by channels,
+16-128 rows) are narrow for OpenBLAS (80-105 GFLOP/s a core), so they run in register blocks
+(:func:`.algorithms.register_block.matmul`, 115-150).  Each phase writes its outputs into
+its block of a buffer laid out as the stacked convolution's output, placed as that is.
+
+F(4, 2) uses the points 0, 1, -1, 2 and infinity: between F(2, 3)'s four and F(4, 3)'s six,
+so the ``"high"`` precision policy allows it (``"highest"`` does not).
+"""
+
+import math
+
+import numpy as np
+
+from .algorithms import register_block
+from .algorithms.base import COPY_BYTES_PER_SECOND
+from .algorithms.weight_cache import WEIGHT_CACHE
+from .algorithms.winograd import (TRANSFORM_SECONDS_PER_VALUE, copy_channels_last, input_transform, output_transform,
+                                  transform_coefficients, transform_weight)
+from .config import get_num_threads, precision_allows
+from .parallel import run_pieces, split, threads_for
+
+M = 4  # output tile side: F(4, 2)
+N = M + 1  # input tile side, transform points a side
+# The register blocks' multiply-adds on one core (measured 115-150 GFLOP/s on these GEMMs).
+MATMUL_FLOPS_PER_SECOND = 125e9
+# Tiles per block of a thread: its V and M (every phase's, in turn) within about this many bytes.
+BLOCK_BYTES = 2 * 2**20
+
+
+def why_unsupported(geom, grid, precision):
+    """None where the phases on ``grid`` (:func:`npconv.transpose.stacked_grid`, or None) can
+    run here, else why not."""
+    if precision is not None and not precision_allows(precision, "high"):
+        return f"the precision policy {precision!r} allows no Winograd"
+    if grid is None or geom.rank != 2 or geom.stride != (2, 2):
+        return "it needs a 2-d stride-2 layer whose phases stack on one grid"
+    if any(len(range(k)[g.taps]) != 2 or g.dilation != 1 for k, g in zip(geom.kernel, grid)):
+        return "it needs 2x2 sub-kernels at dilation 1"
+    if any(g.crop != slice(0, size) for g, size in zip(grid, geom.in_size)):
+        return "it needs the whole input (no cropping padding)"
+    if geom.out_per_group * geom.dtype.itemsize % register_block.VECTOR_BYTES:
+        return f"it needs whole vectors of output channels per group, got {geom.out_per_group}"
+    return None
+
+
+def _tiles(counts):
+    return tuple(-(-c // M) for c in counts)
+
+
+def _block(geom, tiles):
+    """Tiles per block: V and M of every phase's products within BLOCK_BYTES."""
+    per_tile = N * N * (geom.in_channels + geom.out_channels) * geom.dtype.itemsize
+    return max(8, min(tiles, BLOCK_BYTES // per_tile))
+
+
+def estimated_seconds(geom, counts):
+    """GEMMs at MATMUL_FLOPS_PER_SECOND a core, the transforms per value (four phases' input
+    tiles, every output's), and the input's channels-last copy, all on every thread."""
+    tiles = geom.batch * math.prod(_tiles(counts))
+    gemm_flops = 2 * 4 * N * N * tiles * geom.in_per_group * geom.out_channels
+    transformed = 4 * tiles * N * N * (geom.in_channels + geom.out_channels)
+    copy = 2 * geom.batch * geom.in_channels * math.prod(geom.in_size) * geom.dtype.itemsize / COPY_BYTES_PER_SECOND
+    return (gemm_flops / MATMUL_FLOPS_PER_SECOND + transformed * TRANSFORM_SECONDS_PER_VALUE + copy) / get_num_threads()
+
+
+def _phase_major(u):
+    """U (n^2, G, Cg, 4 Og) as (4, n^2 G, Cg, Og), each phase's products contiguous: as column
+    blocks of U its rows lay 4 Og apart, and at 512 or 256 channels such rows share a few cache
+    sets (the layer ran 1.6x slower on one core)."""
+    points, groups, cg, outputs = u.shape
+    return np.ascontiguousarray(u.reshape(points, groups, cg, 4, outputs // 4).transpose(3, 0, 1, 2, 4)).reshape(
+        4, points * groups, cg, outputs // 4)
+
+
+def workspace_bytes(geom, counts):
+    """The padded input (about the input), the phases' outputs (the output), every thread's
+    block of V and M, and the transformed sub-kernels."""
+    tiles_h, tiles_w = _tiles(counts)
+    item = geom.dtype.itemsize
+    padded = geom.batch * (tiles_h * M + 3) * (tiles_w * M + 3) * geom.in_channels * item
+    outputs = geom.batch * 4 * geom.out_channels * math.prod(counts) * item
+    block = _block(geom, geom.batch * tiles_h * tiles_w)
+    blocks = get_num_threads() * block * N * N * (geom.in_channels + geom.out_channels) * item
+    return padded + outputs + blocks + 4 * N * N * geom.in_per_group * geom.out_channels * item
+
+
+def run(x, kernel, geom, grid, starts, counts):
+    """Every phase's outputs, (N, G*4*Og, *counts): phase ``p``'s block of each group holds
+    its outputs from ``(0, 0)``.
+
+    x: (N, C_in, H, W) C-contiguous; kernel: the stacked sub-kernels (G*4*Og, Cg, 2, 2),
+    :func:`npconv.transpose._sub_kernels`'; grid: the phases' stacked grid; starts (4, 2): each
+    phase's window on it; counts: the phases' largest output sizes.
+    """
+    groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
+    at, bt, _ = transform_coefficients(M, 2, geom.dtype)
+    u = WEIGHT_CACHE.get(kernel, ("phase_winograd", groups), lambda: _phase_major(transform_weight(kernel, groups, M)))
+    tiles_h, tiles_w = _tiles(counts)
+    top, left = (g.pad[0] for g in grid)
+    rows = max(top + geom.in_size[0], int(starts[:, 0].max()) + tiles_h * M + 1)
+    cols = max(left + geom.in_size[1], int(starts[:, 1].max()) + tiles_w * M + 1)
+    xp = np.zeros((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)  # the grid's padded input
+    copy_channels_last(x, xp, 0, geom.batch, top, left)
+    out = np.empty((geom.batch, groups * 4 * og, *counts), dtype=geom.dtype)
+    tiles = geom.batch * tiles_h * tiles_w
+    block = _block(geom, tiles)
+    seconds = estimated_seconds(geom, counts)
+
+    def work(piece):
+        (first, stop), (o0, o1) = piece
+        size = min(block, stop - first)
+        v = np.empty(N * N * groups * size * cg, dtype=geom.dtype)
+        mm = np.empty(N * N * groups * size * (o1 - o0), dtype=geom.dtype)
+        for t0 in range(first, stop, size):
+            count = min(size, stop - t0)
+            v_block = v[: N * N * groups * count * cg].reshape(N * N, groups, count, cg)  # (n^2, G, T, Cg)
+            m_block = mm[: N * N * groups * count * (o1 - o0)].reshape(N * N, groups, count, o1 - o0)
+            for phase, (a, b) in enumerate(starts):
+                input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, M, a, b)
+                register_block.matmul(v_block.reshape(N * N * groups, count, cg), u[phase], o0,
+                                      m_block.reshape(N * N * groups, count, o1 - o0))  # (n^2 G, T, o1 - o0)
+                output_transform(m_block, at, out, 0, t0, tiles_h, tiles_w, phase * og + o0)
+
+    run_pieces(work, [(span, (0, og)) for span in split(tiles, threads_for(seconds))], seconds=seconds)
+    return out
