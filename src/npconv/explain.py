@@ -41,7 +41,8 @@ from .config import get_precision, get_workspace_limit
 from .dtypes import conv_arrays
 from .geometry import conv_geometry, conv_transpose_geometry, int_tuple
 from . import phase_winograd
-from .transpose import auto_path, is_reached, phase_grid, phasewise, subpixel_geometries, subpixel_seconds
+from .transpose import (auto_path, is_reached, largest_counts, phase_grid, phasewise, subpixel_geometries,
+                        subpixel_seconds)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def _transposed_choice(geom):
         return "col2im", col2im_workspace_bytes(geom), candidates, ()
     phases = sum(map(is_reached, phase_grid(geom)))
     if phasewise(geom):
-        counts = tuple(max(phase[dim].count for phase in phase_grid(geom)) for dim in range(geom.rank))
+        counts = largest_counts([phase for phase in phase_grid(geom) if is_reached(phase)])
         return (f"subpixel ({phases} phases: winograd F(4,2) on each)", phase_winograd.workspace_bytes(geom, counts),
                 candidates, ())
     names = ", ".join(sorted({alg.name for alg in chosen}))

@@ -295,7 +295,7 @@ def subpixel_seconds(geom):
     snapshot) and placing the phases' outputs (:func:`_place`)."""
     if phasewise(geom):
         reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
-        convs = phase_winograd.estimated_seconds(geom, _largest_counts(reached))
+        convs = phase_winograd.estimated_seconds(geom, largest_counts(reached))
     else:
         convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
@@ -340,8 +340,8 @@ def _subpixel(x, weight, bias, geom, algo):
         which[[_offset_index(phase, geom) for phase in reached]] = np.arange(len(reached))
         if algo == "auto" and phasewise(geom):  # every phase reached, each on its own tiles
             kernel = _sub_kernels(weight, geom, reached, stacked=True)
-            phases = phase_winograd.run(x, kernel, geom, grid, starts, _largest_counts(reached))  # (N, G*P*Og, *counts)
-            _place(phases, out, which, np.zeros_like(starts), len(reached), fill, geom)
+            outputs = phase_winograd.run(x, kernel, geom, grid, starts, largest_counts(reached))  # (N, G*P*Og, *counts)
+            _place(outputs, out, which, np.zeros_like(starts), len(reached), fill, geom)
             if bias is not None:
                 out += bias.reshape(-1, *(1,) * geom.rank)
             return out
@@ -359,7 +359,7 @@ def _subpixel(x, weight, bias, geom, algo):
     return out
 
 
-def _largest_counts(reached):
+def largest_counts(reached):
     """The reached phases' largest output count per dim."""
     return tuple(max(phase[dim].count for phase in reached) for dim in range(len(reached[0])))
 
@@ -379,7 +379,7 @@ def _phasewise(geom, threads, workspace_limit, precision):
     if phase_winograd.why_unsupported(geom, grid, precision) is not None:
         return False
     stacked = phase_geometry(geom, grid, len(reached))
-    return (phase_winograd.estimated_seconds(geom, _largest_counts(reached))
+    return (phase_winograd.estimated_seconds(geom, largest_counts(reached))
             < select("conv_transpose", stacked, "auto").estimated_seconds(stacked))
 
 
