@@ -7,7 +7,7 @@ import pytest
 import npconv
 from npconv import phase_winograd, transpose
 from npconv.geometry import conv_transpose_geometry
-from npconv.transpose import is_reached, phase_grid, stacked_grid
+from npconv.transpose import phase_plan
 
 from .conftest import tolerance
 from .test_transpose import torch_conv_transpose
@@ -18,8 +18,9 @@ def geometry(x_shape, w_shape, dtype=np.float32, **params):
     return conv_transpose_geometry("test", x_shape, w_shape, None, output_size=None, dtype=np.dtype(dtype), **params)
 
 
-def grid_of(geom):
-    return stacked_grid(geom, [phase for phase in phase_grid(geom) if is_reached(phase)])
+def why_not(geom, precision):
+    _, reached, grid = phase_plan(geom)
+    return phase_winograd.why_unsupported(geom, reached, grid, precision)
 
 
 @pytest.fixture
@@ -27,8 +28,7 @@ def forced(monkeypatch):
     """The sub-pixel path takes the per-phase Winograd wherever it applies; counts its runs."""
     runs = []
     real_run = phase_winograd.run
-    monkeypatch.setattr(transpose, "phasewise", lambda geom: phase_winograd.why_unsupported(
-        geom, grid_of(geom), npconv.get_precision()) is None)
+    monkeypatch.setattr(transpose, "phasewise", lambda geom: why_not(geom, npconv.get_precision()) is None)
     monkeypatch.setattr(phase_winograd, "run", lambda *args: runs.append(1) or real_run(*args))
     return runs
 
@@ -72,13 +72,24 @@ def test_tile_blocks_and_threads(rng, forced, monkeypatch, threads):
     ((1, 4, 5, 5), (4, 16, 4, 4), {}, "highest", "the precision policy 'highest' allows no Winograd"),
     ((1, 4, 5, 5), (4, 16, 3, 3), {}, "high", "it needs a 2-d stride-2 layer whose phases stack on one grid"),
     ((1, 4, 5, 5), (4, 16, 4, 4), {"stride": 1}, "high", "it needs a 2-d stride-2 layer"),
+    ((1, 4, 5, 5), (4, 16, 4, 2), {"dilation": (1, 2)}, "high", "it needs taps in all four phases, got 2"),
     ((1, 4, 5, 5), (4, 16, 6, 6), {}, "high", "it needs 2x2 sub-kernels at dilation 1"),
     ((1, 4, 5, 5), (4, 16, 4, 4), {"padding": 4}, "high", "it needs the whole input"),
     ((1, 4, 5, 5), (4, 12, 4, 4), {}, "high", "it needs whole vectors of output channels per group, got 12"),
 ])
 def test_declines_with_reason(x_shape, w_shape, params, precision, reason):
     geom = geometry(x_shape, w_shape, **params)
-    assert phase_winograd.why_unsupported(geom, grid_of(geom), precision).startswith(reason)
+    assert why_not(geom, precision).startswith(reason)
+
+
+def test_two_reached_phases_run_stacked(rng, forced):
+    """Dilation 2 in one dim leaves two of the four phases without taps: the stacked
+    convolution runs them (and the bias fills the others), not this path."""
+    x, w, b = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((4, 16, 4, 2)), rng.standard_normal(16)
+    y = npconv.conv_transpose2d(x, w, b, stride=2, padding=1, dilation=(1, 2), algo="subpixel")
+    assert not forced
+    np.testing.assert_allclose(y, torch_conv_transpose(x, w, b, stride=2, padding=1, dilation=(1, 2)),
+                               **tolerance(np.float64, w.shape))
 
 
 def test_auto_takes_it_on_dcgans_middle_layer_but_not_under_highest():

@@ -41,8 +41,7 @@ from .config import get_precision, get_workspace_limit
 from .dtypes import conv_arrays
 from .geometry import conv_geometry, conv_transpose_geometry, int_tuple
 from . import phase_winograd
-from .transpose import (auto_path, is_reached, largest_counts, phase_grid, phasewise, subpixel_geometries,
-                        subpixel_seconds)
+from .transpose import auto_path, largest_counts, phase_plan, phasewise, subpixel_geometries, subpixel_seconds
 
 
 @dataclass(frozen=True)
@@ -235,9 +234,10 @@ def _transposed_choice(geom):
     )
     if auto_path(geom) == "col2im":
         return "col2im", col2im_workspace_bytes(geom), candidates, ()
-    phases = sum(map(is_reached, phase_grid(geom)))
+    reached = phase_plan(geom)[1]
+    phases = len(reached)
     if phasewise(geom):
-        counts = largest_counts([phase for phase in phase_grid(geom) if is_reached(phase)])
+        counts = largest_counts(reached)
         return (f"subpixel ({phases} phases: winograd F(4,2) on each)", phase_winograd.workspace_bytes(geom, counts),
                 candidates, ())
     names = ", ".join(sorted({alg.name for alg in chosen}))

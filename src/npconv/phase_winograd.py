@@ -15,8 +15,10 @@ with ``U_p = G w_p G^T`` the phase's sub-kernel and ``V = BT d BT^T`` its input 
 from the phase's window of the grid's padded input.  The four phases share one channels-last
 copy of the input and each thread's scratch; their per-point products (tiles by channels,
 16-128 rows) are narrow for OpenBLAS (80-105 GFLOP/s a core), so they run in register blocks
-(:func:`.algorithms.register_block.matmul`, 115-150).  Each phase writes its outputs into
-its block of a buffer laid out as the stacked convolution's output, placed as that is.
+(:func:`.algorithms.register_block.matmul`, 115-160).  A thread takes the two column phases
+of one row phase and writes their outputs, interleaved, straight into the output's rows: no
+buffer of phase outputs, no placing pass (which took 0.15-0.25 ms of DCGAN's 2.4 ms middle
+layers).
 
 F(4, 2) uses the points 0, 1, -1, 2 and infinity: between F(2, 3)'s four and F(4, 3)'s six,
 so the ``"high"`` precision policy allows it (``"highest"`` does not).
@@ -38,17 +40,22 @@ M = 4  # output tile side: F(4, 2)
 N = M + 1  # input tile side, transform points a side
 # The register blocks' multiply-adds on one core (measured 115-150 GFLOP/s on these GEMMs).
 MATMUL_FLOPS_PER_SECOND = 125e9
+# A thread's stream of U, every element once per block of tiles: from L3 at 13-20 GB/s (512 and
+# 256 channels in, one core; a block of 8 tiles takes as long for it as for its GEMMs' work).
+U_BYTES_PER_SECOND = 20e9
 # Tiles per block of a thread: its V and M (every phase's, in turn) within about this many bytes.
 BLOCK_BYTES = 2 * 2**20
 
 
-def why_unsupported(geom, grid, precision):
-    """None where the phases on ``grid`` (:func:`npconv.transpose.stacked_grid`, or None) can
-    run here, else why not."""
+def why_unsupported(geom, reached, grid, precision):
+    """None where the ``reached`` phases, stacked on ``grid`` (:func:`npconv.transpose.phase_plan`'s;
+    None where they do not stack), can run here, else why not."""
     if precision is not None and not precision_allows(precision, "high"):
         return f"the precision policy {precision!r} allows no Winograd"
     if grid is None or geom.rank != 2 or geom.stride != (2, 2):
         return "it needs a 2-d stride-2 layer whose phases stack on one grid"
+    if len(reached) != 4:
+        return f"it needs taps in all four phases, got {len(reached)}"
     if any(len(range(k)[g.taps]) != 2 or g.dilation != 1 for k, g in zip(geom.kernel, grid)):
         return "it needs 2x2 sub-kernels at dilation 1"
     if any(g.crop != slice(0, size) for g, size in zip(grid, geom.in_size)):
@@ -63,19 +70,33 @@ def _tiles(counts):
 
 
 def _block(geom, tiles):
-    """Tiles per block: V and M of every phase's products within BLOCK_BYTES."""
-    per_tile = N * N * (geom.in_channels + geom.out_channels) * geom.dtype.itemsize
+    """Tiles per block: V and two phases' M within BLOCK_BYTES."""
+    per_tile = N * N * (geom.in_channels + 2 * geom.out_channels) * geom.dtype.itemsize
     return max(8, min(tiles, BLOCK_BYTES // per_tile))
 
 
 def estimated_seconds(geom, counts):
     """GEMMs at MATMUL_FLOPS_PER_SECOND a core, the transforms per value (four phases' input
-    tiles, every output's), and the input's channels-last copy, all on every thread."""
+    tiles, every output's) and the input's channels-last copy, shared by the threads; and
+    each thread's stream of U (half of it per block of tiles, :func:`run`) at
+    U_BYTES_PER_SECOND."""
     tiles = geom.batch * math.prod(_tiles(counts))
+    threads = get_num_threads()
     gemm_flops = 2 * 4 * N * N * tiles * geom.in_per_group * geom.out_channels
     transformed = 4 * tiles * N * N * (geom.in_channels + geom.out_channels)
     copy = 2 * geom.batch * geom.in_channels * math.prod(geom.in_size) * geom.dtype.itemsize / COPY_BYTES_PER_SECOND
-    return (gemm_flops / MATMUL_FLOPS_PER_SECOND + transformed * TRANSFORM_SECONDS_PER_VALUE + copy) / get_num_threads()
+    spans = _spans(threads)
+    per_span = -(-tiles // spans)
+    blocks = -(-per_span // _block(geom, per_span))  # per piece
+    u_bytes = 4 * N * N * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
+    streamed = -(-2 * spans // threads) * blocks * u_bytes / 2
+    shared = gemm_flops / MATMUL_FLOPS_PER_SECOND + transformed * TRANSFORM_SECONDS_PER_VALUE + copy
+    return shared / threads + streamed / U_BYTES_PER_SECOND
+
+
+def _spans(threads):
+    """Spans of tiles per row phase: the threads take a row phase and a span each."""
+    return max(1, threads // 2)
 
 
 def _phase_major(u):
@@ -88,24 +109,29 @@ def _phase_major(u):
 
 
 def workspace_bytes(geom, counts):
-    """The padded input (about the input), the phases' outputs (the output), every thread's
-    block of V and M, and the transformed sub-kernels."""
+    """The padded input (about the input), every thread's block of V and of two phases' M,
+    and the transformed sub-kernels."""
     tiles_h, tiles_w = _tiles(counts)
     item = geom.dtype.itemsize
     padded = geom.batch * (tiles_h * M + 3) * (tiles_w * M + 3) * geom.in_channels * item
-    outputs = geom.batch * 4 * geom.out_channels * math.prod(counts) * item
     block = _block(geom, geom.batch * tiles_h * tiles_w)
-    blocks = get_num_threads() * block * N * N * (geom.in_channels + geom.out_channels) * item
-    return padded + outputs + blocks + 4 * N * N * geom.in_per_group * geom.out_channels * item
+    blocks = get_num_threads() * block * N * N * (geom.in_channels + 2 * geom.out_channels) * item
+    return padded + blocks + 4 * N * N * geom.in_per_group * geom.out_channels * item
 
 
-def run(x, kernel, geom, grid, starts, counts):
-    """Every phase's outputs, (N, G*4*Og, *counts): phase ``p``'s block of each group holds
-    its outputs from ``(0, 0)``.
+def run(x, kernel, geom, grid, starts, offsets, counts):
+    """The transposed convolution's output (N, C_out, *out_size), without its bias.
 
     x: (N, C_in, H, W) C-contiguous; kernel: the stacked sub-kernels (G*4*Og, Cg, 2, 2),
     :func:`npconv.transpose._sub_kernels`'; grid: the phases' stacked grid; starts (4, 2): each
-    phase's window on it; counts: the phases' largest output sizes.
+    phase's window on it; offsets (4, 2): each phase's output offsets (row, column), every
+    pair of 0 and 1 once; counts: the phases' largest output sizes.
+
+    A thread takes both column phases of one row phase for a span of tiles: it streams half
+    of U (each thread all of U, with the threads sharing out the tiles: DCGAN's 256 -> 128 at
+    batch 8 has 16 tiles a thread, and ran 10% slower), and writes its tile rows' outputs
+    straight into their rows of ``out``, the two column phases interleaved
+    (:func:`.algorithms.winograd.output_transform`).
     """
     groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
     at, bt, _ = transform_coefficients(M, 2, geom.dtype)
@@ -116,25 +142,27 @@ def run(x, kernel, geom, grid, starts, counts):
     cols = max(left + geom.in_size[1], int(starts[:, 1].max()) + tiles_w * M + 1)
     xp = np.zeros((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)  # the grid's padded input
     copy_channels_last(x, xp, 0, geom.batch, top, left)
-    out = np.empty((geom.batch, groups * 4 * og, *counts), dtype=geom.dtype)
+    out = np.empty(geom.out_shape, dtype=geom.dtype)
+    where = {(row, column): phase for phase, (row, column) in enumerate(offsets.tolist())}
+    by_row = [[where[row, column] for column in (0, 1)] for row in (0, 1)]  # each row phase's two column phases
     tiles = geom.batch * tiles_h * tiles_w
     block = _block(geom, tiles)
     seconds = estimated_seconds(geom, counts)
 
     def work(piece):
-        (first, stop), (o0, o1) = piece
-        size = min(block, stop - first)
+        (first, stop), row = piece
+        size = -(-(stop - first) // -(-(stop - first) // block))  # equal blocks of at most ``block`` tiles
         v = np.empty(N * N * groups * size * cg, dtype=geom.dtype)
-        mm = np.empty(N * N * groups * size * (o1 - o0), dtype=geom.dtype)
+        mm = np.empty(2 * N * N * groups * size * og, dtype=geom.dtype)
         for t0 in range(first, stop, size):
             count = min(size, stop - t0)
             v_block = v[: N * N * groups * count * cg].reshape(N * N, groups, count, cg)  # (n^2, G, T, Cg)
-            m_block = mm[: N * N * groups * count * (o1 - o0)].reshape(N * N, groups, count, o1 - o0)
-            for phase, (a, b) in enumerate(starts):
-                input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, M, a, b)
-                register_block.matmul(v_block.reshape(N * N * groups, count, cg), u[phase], o0,
-                                      m_block.reshape(N * N * groups, count, o1 - o0))  # (n^2 G, T, o1 - o0)
-                output_transform(m_block, at, out, 0, t0, tiles_h, tiles_w, phase * og + o0)
+            m_block = mm[: 2 * N * N * groups * count * og].reshape(2, N * N * groups, count, og)  # (2, n^2 G, T, Og)
+            for column, phase in enumerate(by_row[row]):
+                input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, M, *starts[phase])
+                register_block.matmul(v_block.reshape(N * N * groups, count, cg), u[phase], 0, m_block[column])
+            output_transform(m_block.reshape(2, N * N, groups, count, og), at, out, 0, t0, tiles_h, tiles_w, 0, 2, row)
 
-    run_pieces(work, [(span, (0, og)) for span in split(tiles, threads_for(seconds))], seconds=seconds)
+    spans = split(tiles, _spans(threads_for(seconds)))
+    run_pieces(work, [(span, row) for row in (0, 1) for span in spans], seconds=seconds)
     return out

@@ -274,6 +274,16 @@ def stacked_grid(geom, reached):
     return tuple(grid)
 
 
+@functools.lru_cache(maxsize=1024)
+def phase_plan(geom):
+    """``(phases, reached, grid)``: :func:`phase_grid`, the phases some tap reaches and their
+    :func:`stacked_grid`, as tuples, remembered per geometry (a small call spent 40 us of its
+    Python time working them out)."""
+    phases = tuple(phase_grid(geom))
+    reached = tuple(phase for phase in phases if is_reached(phase))
+    return phases, reached, stacked_grid(geom, reached)
+
+
 def _low(phase_1d):
     """The low padding of a phase's (or grid's) convolution before cropping: negative where it crops."""
     return phase_1d.pad[0] - phase_1d.crop.start
@@ -282,8 +292,7 @@ def _low(phase_1d):
 def subpixel_geometries(geom):
     """The stride-1 geometries the sub-pixel path runs: the stacked phases' one, or each reached
     phase's."""
-    reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
-    grid = stacked_grid(geom, reached)
+    _, reached, grid = phase_plan(geom)
     if grid is not None:
         return [phase_geometry(geom, grid, len(reached))]
     return [phase_geometry(geom, phase) for phase in reached]
@@ -292,14 +301,14 @@ def subpixel_geometries(geom):
 def subpixel_seconds(geom):
     """The cost models' time for the sub-pixel convolutions (or the phases by Winograd F(4, 2),
     :func:`phasewise`), plus checking the cached sub-kernels (reading the weight and its
-    snapshot) and placing the phases' outputs (:func:`_place`)."""
+    snapshot) and placing the phases' outputs (:func:`_place`; the phases by Winograd write
+    theirs in place)."""
     if phasewise(geom):
-        reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
-        convs = phase_winograd.estimated_seconds(geom, largest_counts(reached))
+        convs, placing = phase_winograd.estimated_seconds(geom, largest_counts(phase_plan(geom)[1])), 0.0
     else:
         convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
+        placing = any(s > 1 for s in geom.stride) * placing_seconds(geom)
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
-    placing = any(s > 1 for s in geom.stride) * placing_seconds(geom)
     return convs + 2 * weight_bytes / COPY_BYTES_PER_SECOND + placing / threads_for(placing)
 
 
@@ -325,28 +334,26 @@ def _auto_path(geom, threads, workspace_limit, precision):
 
 def _subpixel(x, weight, bias, geom, algo):
     """The sub-pixel path: each phase's outputs from one stride-1 :func:`npconv.conv`, or all of
-    them from one on their :func:`stacked_grid`, placed by :func:`place_phases`."""
-    phases = phase_grid(geom)
-    reached = [phase for phase in phases if is_reached(phase)]
-    grid = stacked_grid(geom, reached)
+    them from one on their :func:`stacked_grid`, placed by :func:`place_phases` -- or, where
+    :func:`phasewise`, by :mod:`npconv.phase_winograd`, which writes them in place."""
+    phases, reached, grid = phase_plan(geom)
     if all(s == 1 for s in geom.stride) and reached:  # one phase: the whole output
         return _phase_conv(x, _sub_kernels(weight, geom, reached)[0], bias, geom, phases[0], algo)
+    if algo == "auto" and phasewise(geom):  # every phase reached, each on its own tiles
+        offsets = np.array([[p.offset for p in phase] for phase in reached], dtype=np.int64)
+        out = phase_winograd.run(x, _sub_kernels(weight, geom, reached, stacked=True), geom, grid,
+                                 _window_starts(grid, reached), offsets, largest_counts(reached))
+        if bias is not None:
+            out += bias.reshape(-1, *(1,) * geom.rank)
+        return out
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     fill = np.zeros(geom.out_channels, dtype=geom.dtype) if bias is None else bias
     which = np.full(math.prod(geom.stride), SKIP, dtype=np.int64)  # per phase offset, as a flat index
     which[[_offset_index(phase, geom) for phase in phases if not is_reached(phase)]] = BIAS
     if grid is not None:
-        starts = np.array([[_low(g) - _low(p) for g, p in zip(grid, phase)] for phase in reached], dtype=np.int64)
         which[[_offset_index(phase, geom) for phase in reached]] = np.arange(len(reached))
-        if algo == "auto" and phasewise(geom):  # every phase reached, each on its own tiles
-            kernel = _sub_kernels(weight, geom, reached, stacked=True)
-            outputs = phase_winograd.run(x, kernel, geom, grid, starts, largest_counts(reached))  # (N, G*P*Og, *counts)
-            _place(outputs, out, which, np.zeros_like(starts), len(reached), fill, geom)
-            if bias is not None:
-                out += bias.reshape(-1, *(1,) * geom.rank)
-            return out
         stacked = _stacked_phases(x, weight, bias, geom, reached, grid, algo)  # (N, G*P*Og, *grid counts)
-        _place(stacked, out, which, starts, len(reached), fill, geom)
+        _place(stacked, out, which, _window_starts(grid, reached), len(reached), fill, geom)
         return out
     kernels = iter(_sub_kernels(weight, geom, reached))
     origin = np.zeros((1, geom.rank), dtype=np.int64)
@@ -357,6 +364,11 @@ def _subpixel(x, weight, bias, geom, algo):
         which[_offset_index(phase, geom)] = 0
         _place(_phase_conv(x, next(kernels), bias, geom, phase, algo), out, which, origin, 1, fill, geom)
     return out
+
+
+def _window_starts(grid, reached):
+    """(P, rank): where each reached phase's outputs start on the stacked grid."""
+    return np.array([[_low(g) - _low(p) for g, p in zip(grid, phase)] for phase in reached], dtype=np.int64)
 
 
 def largest_counts(reached):
@@ -374,9 +386,8 @@ def phasewise(geom):
 @functools.lru_cache(maxsize=1024)
 def _phasewise(geom, threads, workspace_limit, precision):
     """:func:`phasewise`, remembered per geometry and the settings the cost models read."""
-    reached = [phase for phase in phase_grid(geom) if is_reached(phase)]
-    grid = stacked_grid(geom, reached)
-    if phase_winograd.why_unsupported(geom, grid, precision) is not None:
+    _, reached, grid = phase_plan(geom)
+    if phase_winograd.why_unsupported(geom, reached, grid, precision) is not None:
         return False
     stacked = phase_geometry(geom, grid, len(reached))
     return (phase_winograd.estimated_seconds(geom, largest_counts(reached))

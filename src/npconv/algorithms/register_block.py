@@ -289,22 +289,25 @@ def matmul(a, b, first, c):
 
     Blocks of 8 rows of ``c`` by 3 vectors of columns (:func:`block`; the rows are its
     outputs, ``a``'s rows its broadcast weights, ``b``'s rows its input planes), a column
-    block of ``b`` kept in cache while every row block passes.  Narrow GEMMs (M of 16 to 128,
-    K of 128 to 512, Winograd's per-point products) ran at 115-150 GFLOP/s a core, OpenBLAS's
-    (packing ``b`` per call) at 80-105.
+    block of ``b`` kept in cache while every row block passes; ``N`` of 4 or 5 vectors as
+    blocks of 4 rows by all of them, rather than 3 vectors and a narrow rest (N = 64 float32:
+    154-159 GFLOP/s rather than 142).  Narrow GEMMs (M of 16 to 128, K of 128 to 512,
+    Winograd's per-point products) ran at 115-160 GFLOP/s a core, OpenBLAS's (packing ``b``
+    per call) at 80-105.
     """
     batch, rows, depth = a.shape
     cols, width = c.shape[2], b.shape[2]
     step = lanes(a.itemsize)
-    span = vectors(8) * step  # columns of a block
+    tall = 4 if 4 <= cols // step <= 5 else 8  # rows of a block
+    span = vectors(tall) * step  # columns of a block
     offsets = np.zeros(1, dtype=np.int64)
     af, bf, cf = a.ravel(), b.ravel(), c.ravel()
     for i in range(batch):
         for q in range(0, cols, span):
-            count = min(vectors(8), (cols - q) // step)
+            count = min(vectors(tall), (cols - q) // step)
             t = 0
             while t < rows:
-                ob = fit(rows - t)
+                ob = fit(min(tall, rows - t))
                 run_block(ob, count, bf, i * depth * width + first + q, width, offsets, depth,
                           af, (i * rows + t) * depth, depth, 1, cf, (i * rows + t) * cols + q, cols)
                 t += ob

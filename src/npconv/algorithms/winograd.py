@@ -130,24 +130,27 @@ def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m, top=0, lef
 
 
 @njit(cache=True, nogil=True)
-def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
+def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0, row_step=1, row0=0):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
-    mm: (n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k; at:
-    (m, n) as :func:`coefficients`; tile t counts from image n0.  Vectorised over channels.
-    The tiles of one tile row are gathered channels-last, ``(m, width, G*k)``, then copied
-    out in blocks of a vector's lanes of channels and columns, transposed in registers
-    (:func:`.vector_copy.transpose`; scalar copies in blocks of 16 took 0.3 ns a value, 2-3x
-    as long, on F(3, 2) and F(2, 3) layers at batch 8): writing each tile's values
-    straight into their channels' planes, one store per plane, ran 1.3 to 3 times slower on
-    56x56 to 224x224.
+    mm: (S, n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k,
+    for S column phases; at: (m, n) as :func:`coefficients`; tile t counts from image n0.
+    Value ``(a, b)`` of tile ``(i, j)`` in column phase ``s`` goes to row ``row0 + row_step *
+    (i*m + a)``, column ``S * (j*m + b) + s`` (a convolution's tiles: S = 1 and row_step = 1;
+    :mod:`npconv.phase_winograd`'s sub-pixel phases: S = 2, row_step = 2, row0 the row phase).
+    Vectorised over channels.  The tiles of one tile row are gathered channels-last, ``(m,
+    S*width, G*k)``, their column phases interleaved, then copied out in blocks of a vector's
+    lanes of channels and columns, transposed in registers (:func:`.vector_copy.transpose`;
+    scalar copies in blocks of 16 took 0.3 ns a value, 2-3x as long, on F(3, 2) and F(2, 3)
+    layers at batch 8): writing each tile's values straight into their channels' planes, one
+    store per plane, ran 1.3 to 3 times slower on 56x56 to 224x224.
     """
     m, n = len(at), len(at[0])
-    groups, count, og = mm.shape[1], mm.shape[2], mm.shape[3]
+    phases, groups, count, og = mm.shape[0], mm.shape[2], mm.shape[3], mm.shape[4]
     channels, per_group = groups * og, out.shape[1] // groups
     out_h, out_w = out.shape[2], out.shape[3]
     src, dst = mm.ravel(), out.ravel()
-    width = min(tiles_w, count) * m
+    width = min(tiles_w, count) * m * phases
     rows = np.empty(m * width * channels, dtype=mm.dtype)  # (AT M AT^T)[a, column, o] of a tile row
     point = groups * count * og  # M's stride between transform points
     step = lanes(out.itemsize)  # the transposed blocks' side
@@ -156,19 +159,23 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0):
         t = t0 + tb
         img, i, j = n0 + t // (tiles_h * tiles_w), (t // tiles_w) % tiles_h, t % tiles_w
         run = min(count - tb, tiles_w - j)  # tiles of this tile row in the block
-        for r in range(run):
-            for g in range(groups):
-                for c0 in range(0, og, step):
-                    tile_transform.transform(at, rows, r * m * channels + g * og + c0, width * channels, channels,
-                                             src, ((g * count + tb + r) * og + c0), n * point, point,
-                                             min(step, og - c0))
-        height, columns = min(m, out_h - i * m), min(run * m, out_w - j * m)
+        for s in range(phases):
+            for r in range(run):
+                for g in range(groups):
+                    for c0 in range(0, og, step):
+                        tile_transform.transform(at, rows, (r * m * phases + s) * channels + g * og + c0,
+                                                 width * channels, phases * channels, src,
+                                                 s * n * n * point + (g * count + tb + r) * og + c0, n * point, point,
+                                                 min(step, og - c0))
+        top = row0 + row_step * i * m
+        height = min(m, (out_h - top + row_step - 1) // row_step)
+        columns = min(run * m * phases, out_w - j * m * phases)
         for g in range(groups):
             for c0 in range(0, og, step):
-                line = ((img * out.shape[1] + g * per_group + o0 + c0) * out_h + i * m) * out_w + j * m
+                line = ((img * out.shape[1] + g * per_group + o0 + c0) * out_h + top) * out_w + j * m * phases
                 for a in range(height):
                     for w0 in range(0, columns, step):
-                        vector_copy.transpose(dst, line + a * out_w + w0, out_h * out_w, rows,
+                        vector_copy.transpose(dst, line + a * row_step * out_w + w0, out_h * out_w, rows,
                                               (a * width + w0) * channels + g * og + c0, channels,
                                               min(step, columns - w0), min(step, og - c0))
         tb += run
@@ -308,7 +315,7 @@ class Winograd(Algorithm):
                     m_block = mm[: n * n * groups * count * (o1 - o0)].reshape(n * n, groups, count, o1 - o0)
                     input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, m)
                     np.matmul(v_block, u[..., o0:o1], out=m_block)  # (n^2, G, T, o1 - o0)
-                    output_transform(m_block, at, out, n0, t0, tiles_h, tiles_w, o0)
+                    output_transform(m_block.reshape(1, *m_block.shape), at, out, n0, t0, tiles_h, tiles_w, o0)
 
             tiles, parts = nb * tiles_h * tiles_w, threads_for(seconds)
             if _splits_channels(geom, tiles):
