@@ -113,6 +113,7 @@ def _must_support(name, x, w, params):
     return {
         "direct": True,
         "im2col": rank <= 3,
+        "implicit": rank <= 2 and groups == 1,
         "pointwise": all(k == 1 for k in kernel) and unpadded,
         "depthwise": rank <= 3 and groups == np.shape(x)[1],
         "grouped": rank <= 3 and np.shape(w)[1] <= 64,

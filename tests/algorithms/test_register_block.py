@@ -54,6 +54,45 @@ def test_block_sums_match_numpy_and_write_only_its_block(rng, ob, count, dtype, 
     assert np.isnan(out[~written]).all()  # nothing outside the block's rows
 
 
+_GATHERED = register_block.block(8, gathered=True)
+
+
+@njit(cache=True)
+def _call_gathered(count, src, src_start, plane, offsets, channels, w, positions, first, w_channel_stride, w_offsets,
+                   out, out_start, out_stride):
+    _GATHERED(count, src, src_start, plane, offsets, channels, w, positions, first, w_channel_stride, w_offsets, out,
+              out_start, out_stride)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels, taps", [(1, 1), (5, 9), (16, 3)])
+def test_gathered_block_reads_w_through_its_tables(rng, count, dtype, channels, taps):
+    """The gathered variant: position ``o`` of ``w`` from ``positions[first + o]``, offset ``t``
+    from ``w_offsets[t]``, positions repeated and in any order."""
+    (src, src_start, plane, offsets, _, _, _, _, _, out, out_start, out_stride), run = _block_case(
+        rng, 8, count, dtype, channels, taps)
+    w_channel_stride, first = 3, 2
+    w_offsets = rng.permutation(50)[:taps].astype(np.int64) * w_channel_stride * channels
+    positions = rng.integers(0, 40, first + 8).astype(np.int64)
+    positions[first + 5] = positions[first + 1]  # a position twice, as a unit's last block repeats its last
+    w = rng.standard_normal(positions.max() + channels * w_channel_stride + w_offsets.max()).astype(dtype)
+
+    _call_gathered(count, src, src_start, plane, offsets, channels, w, positions, first, w_channel_stride, w_offsets,
+                   out, out_start, out_stride)
+
+    q = np.arange(run)
+    inputs = src[src_start + np.arange(channels)[:, None, None] * plane + offsets[None, :, None] + q]  # (c, t, q)
+    weights = w[positions[first:, None, None] + np.arange(channels)[:, None] * w_channel_stride + w_offsets]  # (o, c, t)
+    expected = np.einsum("oct,ctq->oq", weights.astype(np.float64), inputs.astype(np.float64))
+    rows = out_start + np.arange(8)[:, None] * out_stride + q
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[rows], expected, rtol=tol, atol=tol * np.abs(expected).max())
+    written = np.zeros(out.size, dtype=bool)
+    written[rows.ravel()] = True
+    assert np.isnan(out[~written]).all()
+
+
 @pytest.mark.parametrize("ob", [8, 4, 2, 1])
 def test_block_of_no_vectors_writes_nothing(rng, ob):
     args, _ = _block_case(rng, ob, 1, np.float32, 2, 9)

@@ -9,11 +9,12 @@ from .base import Algorithm
 from .depthwise import Depthwise, GroupedDirect
 from .fft import FFT
 from .im2col import Im2col
+from .implicit_gemm import ImplicitGemm
 from .pointwise import Pointwise
 from .winograd import Winograd, WinogradAuto
 
 _WINOGRAD = (Winograd(2, "high"), Winograd(4, "high"), Winograd(6, "medium"))
-REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), Pointwise(), Depthwise(), GroupedDirect(), WinogradAuto(_WINOGRAD), *_WINOGRAD, FFT())}
+REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), ImplicitGemm(), Pointwise(), Depthwise(), GroupedDirect(), WinogradAuto(_WINOGRAD), *_WINOGRAD, FFT())}
 
 
 def algorithm_names():

@@ -9,7 +9,14 @@ out, out_start, out_stride)`` computes, for ``o < ob`` and ``q < count * lanes(i
 with ``T = offsets.size`` (``src``, ``w`` and ``out`` contiguous 1-d arrays of one dtype, every
 index in bounds): ``ob`` outputs of a run of positions, over every input plane and
 kernel offset of a group (:mod:`.depthwise`'s flat planes; in its adjoint, ``src`` holds
-output gradients, ``out`` input channels' phases and the sum runs over output channels).  The
+output gradients, ``out`` input channels' phases and the sum runs over output channels).
+``block(ob, gathered=True)`` reads ``w`` through tables instead, its arguments ``w, positions,
+first, w_channel_stride, w_offsets`` in place of ``w, w_start, w_stride, w_channel_stride``::
+
+    w[positions[first + o] + c*w_channel_stride + w_offsets[t]]
+
+(:mod:`.implicit_gemm`'s blocks, the roles swapped: ``w`` the input channels last, its ``ob``
+positions anywhere in it, ``src`` the weights' output channels).  The
 ``ob x count`` sums (``count`` from 1 to :func:`vectors`) are 64-byte vectors (16 float32 or 8
 float64 lanes) held in registers through the whole sum; each step loads ``count`` input
 vectors and broadcasts ``ob`` weights into ``ob * count`` fused multiply-adds, and ``out`` is
@@ -106,59 +113,78 @@ def _fma(builder, vector):
 
 
 @functools.cache
-def block(ob):
+def block(ob, gathered=False):
     """The Numba intrinsic computing ``ob`` outputs' block of ``count`` vectors (module docstring),
-    one loop nest per count up to :func:`vectors`, chosen by a switch."""
+    one loop nest per count up to :func:`vectors`, chosen by a switch; ``gathered``, the
+    variant reading ``w`` through its tables."""
 
-    @intrinsic
-    def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
-                       w_channel_stride, out, out_start, out_stride):
-        sig = types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp, types.intp,
-                         types.intp, out, types.intp, types.intp)
+    def codegen(context, builder, signature, args):
+        (count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride), rest = (
+            args[:10], args[10:])
+        out, out_start, out_stride = rest[-3:]
+        vector, lanes, itemsize, at, _, _, _ = vector_ops(context, builder, signature.args[1])
+        fma = _fma(builder, vector)
+        index = src_start.type
 
-        def codegen(context, builder, signature, args):
-            (count, src, src_start, plane, offsets, channels, w, w_start, w_stride, w_channel_stride, out, out_start,
-             out_stride) = args
-            vector, lanes, itemsize, at, _, _, _ = vector_ops(context, builder, signature.args[1])
-            fma = _fma(builder, vector)
-            index = src_start.type
+        def const(v):
+            return ir.Constant(index, v)
 
-            def const(v):
-                return ir.Constant(index, v)
+        def pointer(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
 
-            def data(i):
-                return context.make_array(signature.args[i])(context, builder, args[i]).data
+        src_p, w_p, out_p = pointer(1), pointer(6), pointer(len(args) - 3)
+        offsets_a = context.make_array(signature.args[4])(context, builder, offsets)
+        taps = builder.extract_value(offsets_a.shape, 0)
+        if gathered:  # w_start, w_stride: the positions table and the block's first entry in it
+            w_offsets_p, table = pointer(10), pointer(7)
+            rows = [builder.load(builder.gep(table, [builder.add(w_stride, const(o))])) for o in range(ob)]
+            w_start = const(0)
+        else:
+            rows = [builder.mul(const(o), w_stride) for o in range(ob)]
 
-            src_p, w_p, out_p = data(1), data(6), data(10)
-            offsets_a = context.make_array(signature.args[4])(context, builder, offsets)
-            taps = builder.extract_value(offsets_a.shape, 0)
-
-            def sum_block(vecs):
-                # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
-                sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
-                        for _ in range(ob)]
-                with cgutils.for_range(builder, channels) as c_loop:
-                    c_src = builder.add(src_start, builder.mul(c_loop.index, plane))
-                    c_w = builder.add(w_start, builder.mul(c_loop.index, w_channel_stride))
-                    with cgutils.for_range(builder, taps) as t_loop:
-                        start = builder.add(c_src, builder.load(builder.gep(offsets_a.data, [t_loop.index])))
-                        xs = [builder.load(at(src_p, start, const(v * lanes)), align=itemsize) for v in range(vecs)]
-                        t_w = builder.add(c_w, t_loop.index)
-                        for o in range(ob):
-                            at_w = builder.gep(w_p, [builder.add(t_w, builder.mul(const(o), w_stride))])
-                            broadcast = splat(builder, builder.load(at_w), lanes)
-                            for v in range(vecs):
-                                builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]),
-                                              sums[o][v])
+        def sum_block(vecs):
+            # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
+                    for _ in range(ob)]
+            def step(c, t):  # the sums' multiply-adds of channel c and kernel offset t
+                start = builder.add(builder.add(src_start, builder.mul(c, plane)),
+                                    builder.load(builder.gep(offsets_a.data, [t])))
+                xs = [builder.load(at(src_p, start, const(v * lanes)), align=itemsize) for v in range(vecs)]
+                w_tap = builder.load(builder.gep(w_offsets_p, [t])) if gathered else t
+                t_w = builder.add(builder.add(w_start, builder.mul(c, w_channel_stride)), w_tap)
                 for o in range(ob):
-                    o_out = builder.add(out_start, builder.mul(const(o), out_stride))
+                    at_w = builder.gep(w_p, [builder.add(t_w, rows[o])])
+                    broadcast = splat(builder, builder.load(at_w), lanes)
                     for v in range(vecs):
-                        builder.store(builder.load(sums[o][v]), at(out_p, o_out, const(v * lanes)), align=itemsize)
+                        builder.store(builder.call(fma, [broadcast, xs[v], builder.load(sums[o][v])]), sums[o][v])
 
-            by_count(builder, count, vectors.py_func(ob), sum_block)
-            return context.get_dummy_value()
+            outer, inner = (taps, channels) if gathered else (channels, taps)  # gathered: channels innermost
+            with cgutils.for_range(builder, outer) as outer_loop:
+                with cgutils.for_range(builder, inner) as inner_loop:
+                    if gathered:
+                        step(inner_loop.index, outer_loop.index)
+                    else:
+                        step(outer_loop.index, inner_loop.index)
+            for o in range(ob):
+                o_out = builder.add(out_start, builder.mul(const(o), out_stride))
+                for v in range(vecs):
+                    builder.store(builder.load(sums[o][v]), at(out_p, o_out, const(v * lanes)), align=itemsize)
 
-        return sig, codegen
+        by_count(builder, count, vectors.py_func(ob), sum_block)
+        return context.get_dummy_value()
+
+    if gathered:
+        @intrinsic
+        def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, positions, first,
+                           w_channel_stride, w_offsets, out, out_start, out_stride):
+            return types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, positions,
+                              types.intp, types.intp, w_offsets, out, types.intp, types.intp), codegen
+    else:
+        @intrinsic
+        def register_block(typingctx, count, src, src_start, plane, offsets, channels, w, w_start, w_stride,
+                           w_channel_stride, out, out_start, out_stride):
+            return types.void(types.intp, src, types.intp, types.intp, offsets, types.intp, w, types.intp,
+                              types.intp, types.intp, out, types.intp, types.intp), codegen
 
     return register_block
 

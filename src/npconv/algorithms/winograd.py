@@ -76,21 +76,23 @@ def transform_coefficients(m, r, dtype):
 def to_channels_last(x, xp, n0, top, left, first, stop):
     """xp[b, top + h, left + w, c] = x[n0 + b, c, h, w] for the rows ``first <= b * H + h < stop``.
 
-    x: (N, C, H, W); xp: (nb, Hp, Wp, C).  Each row goes in blocks of a vector's lanes of
-    channels and columns, transposed in registers (:func:`.vector_copy.transpose`; a scalar
-    copy in blocks of 32 took 1.2-1.6x as long, 8x128x16x16 to 64x224x224 on one core).
+    x: (N, C, H, W); xp: (nb, Hp, Wp, Cp), Cp >= C (channels past C left as they are).  Each
+    row goes in blocks of a vector's lanes of channels and columns, transposed in registers
+    (:func:`.vector_copy.transpose`; a scalar copy in blocks of 32 took 1.2-1.6x as long,
+    8x128x16x16 to 64x224x224 on one core).
     """
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    plane, row = height * width, xp.shape[2] * channels
+    depth = xp.shape[3]
+    plane, row = height * width, xp.shape[2] * depth
     step = lanes(x.itemsize)
     src, dst = x.ravel(), xp.ravel()
     for job in range(first, stop):
         b, h = job // height, job % height
         source = (n0 + b) * channels * plane + h * width
-        target = (b * xp.shape[1] + top + h) * row + left * channels
+        target = (b * xp.shape[1] + top + h) * row + left * depth
         for c0 in range(0, channels, step):
             for w0 in range(0, width, step):
-                vector_copy.transpose(dst, target + w0 * channels + c0, channels, src, source + c0 * plane + w0, plane,
+                vector_copy.transpose(dst, target + w0 * depth + c0, depth, src, source + c0 * plane + w0, plane,
                                       min(step, channels - c0), min(step, width - w0))
 
 
