@@ -105,7 +105,7 @@ def copy_channels_last(x, xp, n0, nb, top, left):
 
 
 @njit(cache=True, nogil=True)
-def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m, top=0, left=0):
+def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m, top, left):
     """V[p, g, first + t - t0, c] = (BT d BT^T)[p] for tiles t0 .. t0 + count of the padded chunk.
 
     xp: (nb, Hp, Wp, C) channels-last zero-padded images; bt: (n, k) as :func:`coefficients`,
@@ -132,7 +132,7 @@ def input_transform(xp, bt, v, t0, count, first, tiles_h, tiles_w, m, top=0, lef
 
 
 @njit(cache=True, nogil=True)
-def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0, row_step=1, row0=0):
+def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0, row_step, row0):
     """Write AT M AT^T of tiles t0 .. into out (N, O, OH, OW), clipped at its edges.
 
     mm: (S, n*n, G, T, k) transform-domain products of each group's outputs o0 .. o0 + k,
@@ -145,7 +145,8 @@ def output_transform(mm, at, out, n0, t0, tiles_h, tiles_w, o0, row_step=1, row0
     lanes of channels and columns, transposed in registers (:func:`.vector_copy.transpose`;
     scalar copies in blocks of 16 took 0.3 ns a value, 2-3x as long, on F(3, 2) and F(2, 3)
     layers at batch 8): writing each tile's values straight into their channels' planes, one
-    store per plane, ran 1.3 to 3 times slower on 56x56 to 224x224.
+    store per plane, ran 1.3 to 3 times slower on 56x56 to 224x224.  (No defaults for
+    ``row_step`` and ``row0``: compiled with them omitted, this ran 1.9x slower.)
     """
     m, n = len(at), len(at[0])
     phases, groups, count, og = mm.shape[0], mm.shape[2], mm.shape[3], mm.shape[4]
@@ -315,9 +316,9 @@ class Winograd(Algorithm):
                     count = min(size, stop - t0)
                     v_block = v[: n * n * groups * count * cg].reshape(n * n, groups, count, cg)  # (n^2, G, T, Cg)
                     m_block = mm[: n * n * groups * count * (o1 - o0)].reshape(n * n, groups, count, o1 - o0)
-                    input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, m)
+                    input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, m, 0, 0)
                     np.matmul(v_block, u[..., o0:o1], out=m_block)  # (n^2, G, T, o1 - o0)
-                    output_transform(m_block.reshape(1, *m_block.shape), at, out, n0, t0, tiles_h, tiles_w, o0)
+                    output_transform(m_block.reshape(1, *m_block.shape), at, out, n0, t0, tiles_h, tiles_w, o0, 1, 0)
 
             tiles, parts = nb * tiles_h * tiles_w, threads_for(seconds)
             if _splits_channels(geom, tiles):
@@ -379,8 +380,8 @@ class Winograd(Algorithm):
 
             def transform(span):
                 count = span[1] - span[0]
-                input_transform(xp, bt, v, span[0], count, span[0], tiles_h, tiles_w, m)
-                input_transform(gp, a_mat, mg, span[0], count, span[0], tiles_h, tiles_w, m)
+                input_transform(xp, bt, v, span[0], count, span[0], tiles_h, tiles_w, m, 0, 0)
+                input_transform(gp, a_mat, mg, span[0], count, span[0], tiles_h, tiles_w, m, 0, 0)
 
             def multiply(span, tiles=tiles, first=n0 == 0):
                 points = slice(*span)
