@@ -173,10 +173,11 @@ def kernel(x, packed, chunks, group_starts, out, kernel_hw, stride, dilation, pa
                     flat[b * image_values + r * row_values : b * image_values + (r + 1) * row_values] = 0
             to_channels_last(x, slab[b : b + 1], n0 + b, top, pad[1], max(0, -top), min(height, slab_rows - top))
         count = nb * rows * out_w
-        for p in range(most):
-            q = min(p, count - 1)
-            b, oy, ox = q // (rows * out_w), (q // out_w) % rows, q % out_w
-            positions[p] = b * image_values + oy * sh * row_values + ox * sw * depth
+        for line in range(nb * rows):  # (image, row, column) in turn, then the last repeated
+            start = (line // rows) * image_values + (line % rows) * sh * row_values
+            for ox in range(out_w):
+                positions[line * out_w + ox] = start + ox * sw * depth
+        positions[count:] = positions[count - 1]
         for k in range(group_starts[group], group_starts[group + 1]):
             c0, vecs = chunks[k, 0], chunks[k, 1]
             width = vecs * step
