@@ -76,6 +76,15 @@ class Algorithm:
         default never (algorithms that chunk their scratch keep within the workspace limit)."""
         return None
 
+    def beyond_workspace(self, geom, what):
+        """For :meth:`why_not_auto` of an algorithm whose scratch cannot be chunked: why ``auto``
+        passes it over where ``what`` (its buffers, named) need more than the workspace limit,
+        else None.  Named, it still runs."""
+        need, limit = self.workspace_bytes(geom), get_workspace_limit()
+        if need > limit:
+            return f"{what} need {need} bytes of scratch, above the workspace limit of {limit}"
+        return None
+
     def estimated_seconds(self, geom):
         """A rough run time for ``geom`` on this machine; only its ranking matters."""
         raise NotImplementedError

@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from ..config import get_num_threads, get_workspace_limit
+from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
 from . import depthwise_same, register_block, vector_copy
 from .base import Algorithm, as_3d
@@ -370,12 +370,8 @@ class Depthwise(Algorithm):
         return None
 
     def why_not_auto(self, geom):
-        """Its buffers are whole planes, not chunks: beyond the workspace limit, ``auto`` runs
-        another algorithm (named, it still runs)."""
-        need, limit = self.workspace_bytes(geom), get_workspace_limit()
-        if need > limit:
-            return f"its planes need {need} bytes of scratch, above the workspace limit of {limit}"
-        return None
+        """Its buffers are whole planes, not chunks."""
+        return self.beyond_workspace(geom, "its planes")
 
     def workspace_bytes(self, geom):
         """Per busy thread, the largest of its kernels' buffers (the weight gradient's are the

@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..config import get_num_threads, get_workspace_limit
+from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
 from . import register_block, vector_copy
 from .base import COPY_BYTES_PER_SECOND, Algorithm
@@ -214,12 +214,8 @@ class ImplicitGemm(Algorithm):
         return _workspace(geom, get_num_threads())
 
     def why_not_auto(self, geom):
-        """Its buffers are whole units, not chunks: beyond the workspace limit, ``auto`` runs
-        another algorithm (named, it still runs)."""
-        need, limit = self.workspace_bytes(geom), get_workspace_limit()
-        if need > limit:
-            return f"its buffers need {need} bytes, above the workspace limit of {limit}"
-        return None
+        """Its buffers are whole units, not chunks."""
+        return self.beyond_workspace(geom, "its buffers")
 
     def estimated_seconds(self, geom):
         return _seconds(geom, get_num_threads())
