@@ -43,7 +43,7 @@ MATMUL_FLOPS_PER_SECOND = 125e9
 # A thread's stream of U, every element once per block of tiles: from L3 at 13-20 GB/s (512 and
 # 256 channels in, one core; a block of 8 tiles takes as long for it as for its GEMMs' work).
 U_BYTES_PER_SECOND = 20e9
-# Tiles per block of a thread: its V and M (every phase's, in turn) within about this many bytes.
+# Tiles per block of a thread: its V and two column phases' M within about this many bytes.
 BLOCK_BYTES = 2 * 2**20
 
 

@@ -48,10 +48,11 @@ def test_matches_torch(rng, dtype, x_shape, w_shape, params):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("plan", [(1, 1, 1), (1, 3, 1), (3, 1, 1), (2, 1, 4), (1, 2, 3), (4, 1, 2)])
+@pytest.mark.parametrize("plan", [(1, 1, 1), (1, 4, 1), (1, 5, 1), (3, 1, 1), (2, 1, 4), (1, 2, 3), (4, 1, 2)])
 def test_every_unit_plan(rng, monkeypatch, threads, plan):
-    """Units of several images (the last stack short), bands of rows (the last short) and
-    groups of chunks, run on one or two threads: every output written once, right."""
+    """Units of several images (the last stack short), bands of rows (the last short, or past
+    the 6 rows: 5 bands of 2) and groups of chunks, run on one or two threads: every output
+    written once, right."""
     monkeypatch.setattr(implicit_gemm, "_plan", lambda geom, threads: plan)
     monkeypatch.setattr(implicit_gemm, "threads_for", lambda seconds: threads)
     x, w, _ = random_conv_inputs(rng, (5, 12, 11, 9), (100, 12, 3, 3), bias=False)
@@ -61,8 +62,9 @@ def test_every_unit_plan(rng, monkeypatch, threads, plan):
     assert_matches_torch(out, x, w, stride=2, padding=1)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("x_shape, w_shape, stride", [
+    ((1, 16, 14, 400), (64, 16, 3, 3), 2),  # 7 wide rows: 6 units wanted at 3 threads, 4 bands of 2 rows
     ((8, 128, 56, 56), (128, 128, 3, 3), 2),  # ResNet-50's layer2 3x3/2 at batch 8
     ((1, 128, 56, 56), (128, 128, 3, 3), 2),
     ((8, 512, 14, 14), (512, 512, 3, 3), 2),  # 7x7 outputs: images stacked
@@ -80,6 +82,7 @@ def test_plan_units(monkeypatch, threads, x_shape, w_shape, stride):
     units = -(-geom.batch // images) * bands * groups
     assert positions >= min(implicit_gemm.MIN_UNIT_POSITIONS, geom.batch * out_h * out_w, out_w)
     assert images == 1 or bands == 1
+    assert (bands - 1) * -(-out_h // bands) < out_h  # no band past the last row
     assert bands == 1 or math.prod(implicit_gemm._slab_shape(geom, 1, bands - 1)) * 4 > implicit_gemm.SLAB_BYTES or (
         -(-geom.batch // images) * (bands - 1) < 2 * threads)
     assert units >= min(2 * threads, len(implicit_gemm._chunks(geom.out_channels, 4)) * geom.batch)

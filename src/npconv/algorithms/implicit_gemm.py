@@ -3,28 +3,30 @@ a channels-last copy of the input (an "implicit GEMM").
 
 For a 1-d or 2-d convolution with one group, with ``xp`` the zero-padded input channels last::
 
-    out[n, o, y, x] = sum_{c < C, t < T} w[o, c, t] * xp[n, y*sh + ky(t)*dh, x*sw + kx(t)*dw, c]
+    out[n, o, y, x] = sum_{t < T, c < C} w[o, c, t] * xp[n, y*sh + ky(t)*dh, x*sw + kx(t)*dw, c]
 
-(``t`` over the ``T = KH*KW`` kernel offsets).  A block of 8 output positions of one row by up to
-3 vectors of output channels (48 float32) keeps its sums in registers through all ``C*T``
-steps (:func:`.register_block.block`, gathered): each step loads 3 vectors of weights and
-broadcasts the 8 positions' input value, read at the stride, into 24 fused multiply-adds.
+(``t`` over the ``T = KH*KW`` kernel offsets).  A block of 8 output positions by up to 3
+vectors of output channels (48 float32) keeps its sums in registers through all ``T*C``
+steps, kernel offset by offset, channel by channel within one (:func:`.register_block.block`,
+gathered): each step loads 3 vectors of weights and broadcasts the 8 positions' input value
+into 24 fused multiply-adds.  The positions' offsets in ``xp`` come from a table, so a block
+runs on across rows and images and only a unit's last block computes outputs for nothing.
 im2col writes ``C*T`` values per output position (2.25x the input at 3x3/2) and OpenBLAS
 packs them again; here the only copy is the input's, channels last, about its size.  On
-ResNet-50's 3x3/2 layers the blocks ran at 140-150 GFLOP/s a core, im2col's GEMM at about 122
-before its fill.
+ResNet-50's 3x3/2 layers the blocks alone ran at 140-165 GFLOP/s a core, im2col's GEMM at
+about 122 before its fill.
 
-Layout and work.  The weights are packed per chunk of output channels (3 vectors, fewer for
-the last ones: 128 channels as 48 + 48 + 32), ``[c][t][o]`` within a chunk, zeros past C_out,
-and cached (:mod:`.weight_cache`).  A unit is a band of output rows of one image and a group
-of chunks: its thread copies the band's input rows channels last into its own buffer (zero
-borders; one vector more per position where C's bytes are a multiple of 1024, or the 8
-positions, 2C apart, share a few cache sets: ResNet-50's 512-channel layer ran 1.35x faster),
-then per chunk computes each row -- ``OW`` rounded up to 8 positions, the columns past it
-computed for nothing -- and moves it, transposed (:func:`.vector_copy.transpose`), into the
-output's planes.  Bands hold at least MIN_UNIT_POSITIONS outputs, so that a unit's pass over
-its weights is worth their reading; where even so there are fewer bands than 2 per thread,
-the chunks are shared out as well.
+Layout and work.  The weights are packed per chunk of output channels (at most 3 vectors,
+C_out's vectors split evenly: 128 channels as 32 + 48 + 48), ``[t][c][o]`` within a chunk,
+zeros past C_out, and cached (:mod:`.weight_cache`).  A unit is a band of one image's output
+rows, or several small images, and a group of chunks: its thread copies the unit's input rows
+channels last into its own buffer (zero borders; one vector more per position where C's bytes
+are a multiple of 1024, or the 8 positions, ``stride * C`` apart, share a few cache sets:
+ResNet-50's 512-channel layer ran 1.35x faster), then per chunk computes every output in
+blocks and moves the sums, row by row and transposed (:func:`.vector_copy.transpose`), into
+the output's planes.  Units hold at least MIN_UNIT_POSITIONS outputs where they can, so that a
+unit's pass over its weights is worth their reading, and bands keep a unit's input rows within
+SLAB_BYTES; where there are still fewer than 2 units a thread, the chunks are shared out too.
 """
 
 import functools
@@ -64,7 +66,7 @@ _BLOCK = register_block.block(POSITIONS, gathered=True)
 
 def _channel_depth(channels, itemsize):
     """A position's stride in the buffer, in values: C, or one vector more where C's bytes are a
-    multiple of 512 (a block's positions, ``stride * C`` apart, would share a few cache sets)."""
+    multiple of 1024 (a block's positions, ``stride * C`` apart, would share a few cache sets)."""
     return channels + (register_block.lanes(itemsize) if channels * itemsize % 1024 == 0 else 0)
 
 
@@ -113,6 +115,7 @@ def _plan(geom, threads):
         while bands < most and (math.prod(_slab_shape(geom, 1, bands)) * geom.dtype.itemsize > SLAB_BYTES
                                 or stacks * bands < 2 * threads):
             bands += 1
+        bands = -(-out_h // -(-out_h // bands))  # none empty: 7 rows in 5 bands of 2 are 4 bands
     chunks = len(_chunks(geom.out_channels, geom.dtype.itemsize))
     groups = min(chunks, -(-2 * threads // (stacks * bands))) if threads > 1 else 1
     return images, bands, groups
@@ -166,6 +169,8 @@ def kernel(x, packed, chunks, group_starts, out, kernel_hw, stride, dilation, pa
         stack, band, group = unit // (bands * groups), (unit // groups) % bands, unit % groups
         n0, oy0 = stack * images, band * band_rows
         nb, rows = min(images, batch - n0), min(band_rows, out_h - oy0)
+        if nb <= 0 or rows <= 0:  # past the last image or row (a plan's bands need not fill the last)
+            continue
         top = pad[0] - oy0 * sh  # input row h is slab row top + h
         for b in range(nb):
             for r in range(slab_rows):  # rows of zero padding (a unit before may have left data there)
