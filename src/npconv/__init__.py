@@ -1,6 +1,7 @@
 """npconv: a convolution engine for Python, exact to PyTorch, on NumPy's BLAS and Numba."""
 
 from .algorithms import algorithm_names as algorithms
+from .algorithms.weight_cache import freeze
 from .autotuner import autotune
 from .backward import conv_backward, conv_transpose_backward
 from .checkerboard import checkerboard_score
@@ -38,6 +39,7 @@ __all__ = [
     "conv_transpose3d",
     "conv_transpose_backward",
     "explain",
+    "freeze",
     "get_num_threads",
     "get_precision",
     "get_workspace_limit",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npconv
-from npconv.algorithms import REGISTRY, implicit_gemm
+from npconv.algorithms import REGISTRY, implicit_gemm, weight_cache
 from npconv.algorithms.weight_cache import WEIGHT_CACHE
 from npconv.geometry import conv_geometry
 
@@ -143,6 +143,24 @@ def test_weight_changed_in_place_is_not_served_stale(rng):
     conv(x, w, padding=1)
     w[3, 5, 1, 2] += 1.0
     assert_matches_torch(conv(x, w, padding=1), x, w, padding=1)
+
+
+@pytest.mark.parametrize("call, w_shape", [
+    (lambda x, w: npconv.conv2d(x, w, padding=1, algo="implicit"), (32, 32, 3, 3)),
+    (lambda x, w: npconv.conv2d(x, w, padding=1, algo="winograd4"), (32, 32, 3, 3)),
+    (lambda x, w: npconv.conv_transpose2d(x, w, stride=2, padding=1, algo="subpixel"), (32, 16, 4, 4)),
+])
+def test_a_frozen_weight_gives_the_same_result_and_is_not_compared(rng, monkeypatch, call, w_shape):
+    """npconv.freeze: every transform its cache entry holds is returned without reading the
+    weight's bytes again, and the result is the plain weight's."""
+    x, w, _ = random_conv_inputs(rng, (2, 32, 9, 9), w_shape, bias=False, dtype=np.float32)
+    plain = call(x, w)
+    frozen = npconv.freeze(w)
+    call(x, frozen)  # made, cached
+    compared = []
+    monkeypatch.setattr(weight_cache, "_same_bits", lambda *args: compared.append(1) or True)
+    np.testing.assert_array_equal(call(x, frozen), plain)
+    assert compared == []
 
 
 def test_workspace_bounds_what_it_allocates(rng):

@@ -78,6 +78,31 @@ def test_cache_trusts_what_it_made(rng, monkeypatch):
         first[0] = 0.0
 
 
+def test_a_frozen_weight_is_trusted_without_a_copy_or_a_comparison(rng, monkeypatch):
+    """freeze: a read-only copy; its entry's snapshot is the array itself (no copy: the
+    cache's bytes grow by the transform and the weight once), found again with nothing
+    compared; an equal array still compares against it; made writeable again, it is passed
+    over and the transform made anew."""
+    cache = WeightCache()
+    w = rng.standard_normal(25)
+    frozen = cache.freeze(w)
+    assert frozen is not w and np.array_equal(frozen, w) and not frozen.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        frozen[0] = 0.0
+    first = cache.get(frozen, "k", lambda: frozen * 2)  # 200 bytes, and the frozen weight's 200
+    assert cache._bytes == 400
+    compared, equal = [], np.array_equal
+    monkeypatch.setattr(np, "array_equal", lambda a, b: compared.append(a.size) or equal(a, b))
+    assert cache.get(frozen, "k", lambda: pytest.fail("made again")) is first
+    assert compared == []
+    assert cache.get(w.copy(), "k", lambda: pytest.fail("made again")) is first  # equal bytes: compared
+    assert compared
+    frozen.flags.writeable = True
+    frozen[0] += 1.0
+    assert equal(cache.get(frozen, "k", lambda: frozen * 2), frozen * 2)
+    check_bookkeeping(cache)
+
+
 def test_holds_at_most_max_entries_the_most_recently_used(rng):
     cache = WeightCache(max_entries=4)
     weights = [rng.standard_normal(5) for _ in range(10)]

@@ -14,7 +14,8 @@ from .pointwise import Pointwise
 from .winograd import Winograd, WinogradAuto
 
 _WINOGRAD = (Winograd(2, "high"), Winograd(4, "high"), Winograd(6, "medium"))
-REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), ImplicitGemm(), Pointwise(), Depthwise(), GroupedDirect(), WinogradAuto(_WINOGRAD), *_WINOGRAD, FFT())}
+REGISTRY = {alg.name: alg for alg in (Direct(), Im2col(), ImplicitGemm(), Pointwise(), Depthwise(), GroupedDirect(),
+                                      WinogradAuto(_WINOGRAD), *_WINOGRAD, FFT())}
 
 
 def algorithm_names():

@@ -279,8 +279,8 @@ def _buffers(geom, images, bands):
 def _unit_bytes(geom, images, bands):
     """Bytes of one thread's :func:`_buffers`."""
     item, outputs = geom.dtype.itemsize, _block_positions(geom, images, bands)
-    return (math.prod(_slab_shape(geom, images, bands)) + outputs * CHUNK_VECTORS * register_block.lanes(item)) * item + (
-        8 * outputs)
+    values = math.prod(_slab_shape(geom, images, bands)) + outputs * CHUNK_VECTORS * register_block.lanes(item)
+    return values * item + 8 * outputs  # the positions' offsets: int64
 
 
 def _workspace(geom, threads):
@@ -304,11 +304,13 @@ def _seconds(geom, threads):
     stacks = -(-geom.batch // images)
     step = register_block.lanes(geom.dtype.itemsize)
     per_unit = _block_positions(geom, images, bands)
-    chunk_time = sum(vecs * step / CHUNK_SPEED[int(vecs)] for vecs in _chunks(geom.out_channels, geom.dtype.itemsize)[:, 1])
+    chunks = _chunks(geom.out_channels, geom.dtype.itemsize)
+    chunk_time = sum(vecs * step / CHUNK_SPEED[int(vecs)] for vecs in chunks[:, 1])
     macs = stacks * bands * per_unit * geom.in_channels * math.prod(geom.kernel) * chunk_time / MACS_PER_SECOND
     units = stacks * bands * groups
     copies = (2 * units * math.prod(_slab_shape(geom, images, bands)) + 2 * math.prod(geom.out_shape)) * (
         geom.dtype.itemsize)
     share = -(-units // threads) / max(1, units)  # the busiest thread's
-    check = 2 * geom.out_channels * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize / COPY_BYTES_PER_SECOND
+    weight_bytes = geom.out_channels * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
+    check = 2 * weight_bytes / COPY_BYTES_PER_SECOND
     return (macs + copies / COPY_BYTES_PER_SECOND) * share + check + CALL_SECONDS
