@@ -3,6 +3,7 @@
 import numpy as np
 
 from .algorithms import select
+from .algorithms.weight_cache import planning_for
 from .dtypes import conv_arrays
 from .geometry import conv_geometry
 from .padding import pad_spatial
@@ -89,7 +90,8 @@ def _conv(op, rank, x, weight, bias, stride, padding, dilation, groups, padding_
     x, weight, bias, geom, result, _ = prepare(op, rank, x, weight, bias, stride, padding, dilation, groups,
                                                padding_mode)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
-    algorithm = select(op, geom, algo, trial=(lambda alg: alg.run(x, weight, geom, out)) if out.size else None)
+    with planning_for(weight):  # a frozen weight's transforms cost no check
+        algorithm = select(op, geom, algo, trial=(lambda alg: alg.run(x, weight, geom, out)) if out.size else None)
     if out.size:
         algorithm.run(x, weight, geom, out)
     if bias is not None:

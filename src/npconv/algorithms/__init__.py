@@ -9,6 +9,7 @@ from .base import Algorithm
 from .depthwise import Depthwise, GroupedDirect
 from .fft import FFT
 from .im2col import Im2col
+from .weight_cache import planned_frozen
 from .implicit_gemm import ImplicitGemm
 from .pointwise import Pointwise
 from .winograd import Winograd, WinogradAuto
@@ -46,9 +47,10 @@ def auto_rejections(geom):
 
 
 @functools.lru_cache(maxsize=4096)
-def _cheapest(geom, precision, threads, workspace_limit):
+def _cheapest(geom, precision, threads, workspace_limit, frozen):
     """The competing algorithm the cost models rank first, remembered per geometry and the
-    settings they read (ranking takes ~70 us, as long as a small convolution)."""
+    settings they read, the weight's being frozen among them (ranking takes ~70 us, as long as
+    a small convolution)."""
     competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
     return min(competing, key=lambda alg: alg.estimated_seconds(geom)).name
 
@@ -65,7 +67,7 @@ def select(op, geom, algo, trial=None):
             competing = [REGISTRY[name] for name, reason in auto_rejections(geom).items() if reason is None]
             if len(competing) > 1:
                 return REGISTRY[TUNER.choose(geom, competing, trial)]
-        return REGISTRY[_cheapest(geom, get_precision(), get_num_threads(), get_workspace_limit())]
+        return REGISTRY[_cheapest(geom, get_precision(), get_num_threads(), get_workspace_limit(), planned_frozen())]
     if algo not in REGISTRY:
         raise ValueError(f"{op}: unknown algo {algo!r}; choose 'auto' or one of {', '.join(map(repr, REGISTRY))}")
     alg = REGISTRY[algo]

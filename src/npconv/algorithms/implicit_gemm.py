@@ -39,7 +39,7 @@ from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
 from . import register_block, vector_copy
 from .base import COPY_BYTES_PER_SECOND, Algorithm
-from .weight_cache import WEIGHT_CACHE
+from .weight_cache import WEIGHT_CACHE, planned_frozen
 from .winograd import to_channels_last
 
 POSITIONS = 8  # output positions of a block
@@ -223,7 +223,7 @@ class ImplicitGemm(Algorithm):
         return self.beyond_workspace(geom, "its buffers")
 
     def estimated_seconds(self, geom):
-        return _seconds(geom, get_num_threads())
+        return _seconds(geom, get_num_threads(), planned_frozen())
 
     def run(self, x, weight, geom, out):
         step = register_block.lanes(geom.dtype.itemsize)
@@ -293,13 +293,13 @@ def _workspace(geom, threads):
 
 
 @functools.lru_cache(maxsize=1024)
-def _seconds(geom, threads):
+def _seconds(geom, threads, frozen):
     """The blocks' multiply-adds (every unit's outputs in whole blocks, chunks by CHUNK_SPEED),
     every unit's copy of its input rows (read and written) and the output's move (read and
     written), over the busiest thread's share of the units; and before them, on one thread,
     the check of the packed weights against the weight (:mod:`.weight_cache`: it reads the
     weight and its snapshot, 0.75 ms for ResNet-50's 512-channel 3x3 kernels, half the time
-    torch takes for their layer at batch 1) and CALL_SECONDS."""
+    torch takes for their layer at batch 1; nothing for a frozen weight) and CALL_SECONDS."""
     images, bands, groups = _plan(geom, threads)
     stacks = -(-geom.batch // images)
     step = register_block.lanes(geom.dtype.itemsize)
@@ -312,5 +312,5 @@ def _seconds(geom, threads):
         geom.dtype.itemsize)
     share = -(-units // threads) / max(1, units)  # the busiest thread's
     weight_bytes = geom.out_channels * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
-    check = 2 * weight_bytes / COPY_BYTES_PER_SECOND
+    check = 0.0 if frozen else 2 * weight_bytes / COPY_BYTES_PER_SECOND
     return (macs + copies / COPY_BYTES_PER_SECOND) * share + check + CALL_SECONDS

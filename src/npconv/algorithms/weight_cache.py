@@ -38,6 +38,8 @@ kernel, the stacked sub-kernels, their Winograd transform) made three entries of
 a call instead of 43 ms.
 """
 
+import contextlib
+import contextvars
 import threading
 import weakref
 from collections import OrderedDict
@@ -82,6 +84,11 @@ class WeightCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
+    def trusts(self, weight):
+        """Whether ``weight`` is (a view of) an array :meth:`freeze` made, still read-only."""
+        owner = _owner(weight)
+        return self._frozen.get(id(owner)) is owner and not owner.flags.writeable
+
     def freeze(self, weight):
         """A read-only, C-contiguous copy of ``weight`` whose transforms this cache returns
         without comparing its bytes (module docstring)."""
@@ -103,7 +110,7 @@ class WeightCache:
         with self._lock:
             source = self._made.get(id(owner))
             source = source if source is owner else None  # made here, so its contents are fixed
-            frozen = self._frozen.get(id(owner)) is owner and not owner.flags.writeable
+            frozen = self.trusts(weight)
             if source is not None:
                 entry = self._entries.get(own)
                 if entry is not None and entry[2] is source:
@@ -191,3 +198,23 @@ def freeze(weight):
     array.  NumPy refuses writes to it; made writeable again, it is an ordinary array to the
     cache (its entry, which kept no copy of its bytes, is passed over and the transform remade)."""
     return WEIGHT_CACHE.freeze(weight)
+
+
+_PLANNED_FROZEN = contextvars.ContextVar("npconv_planned_frozen", default=False)
+
+
+@contextlib.contextmanager
+def planning_for(weight):
+    """Within it, :func:`planned_frozen` tells the cost models whether ``weight`` -- the call's
+    being planned -- is frozen, so that its check costs nothing."""
+    token = _PLANNED_FROZEN.set(WEIGHT_CACHE.trusts(weight))
+    try:
+        yield
+    finally:
+        _PLANNED_FROZEN.reset(token)
+
+
+def planned_frozen():
+    """Whether the weight of the call ``auto`` is choosing for is frozen (:func:`planning_for`);
+    False outside a call (``explain``'s plans)."""
+    return _PLANNED_FROZEN.get()
