@@ -216,6 +216,16 @@ def test_run_end_to_end(restore_torch_threads):
     assert "tiny 3x3" in bench.format_report(report)
 
 
+def test_run_on_frozen_weights(restore_torch_threads, monkeypatch):
+    """``frozen``: npconv's calls get a frozen weight (torch the same values), and the report says so."""
+    seen = []
+    monkeypatch.setattr(bench, "conv2d", lambda x, w, **kw: seen.append(w.flags.writeable) or npconv.conv2d(x, w, **kw))
+    report = bench.run([TINY], batches=(1,), repeats=1, algos=[], frozen=True)
+    assert seen and not any(seen) and report["frozen"] is True
+    assert "weights frozen (npconv.freeze)" in bench.format_report(report)
+    assert "frozen" not in bench.format_report(bench.run([TINY], batches=(1,), repeats=1, algos=[]))
+
+
 def test_run_always_times_autos_choice(restore_torch_threads):
     rows = bench.run([TINY], batches=(1,), repeats=1, algos=[])["rows"]
     assert [r["auto"] for r in rows] == [True]
@@ -319,9 +329,16 @@ def test_bench_cli_prints_report_and_writes_json(bench_cli, capsys, tmp_path):
     (layers, kwargs), = bench_cli
     assert layers == suite_layers(quick=True)
     assert kwargs["batches"] == (1,) and kwargs["repeats"] == 3 and kwargs["algos"] is None
+    assert kwargs["frozen"] is False
     out = capsys.readouterr().out
     assert "sgemm peak 200 GFLOP/s" in out and "% peak" in out and "targets:" in out
     assert json.loads((tmp_path / "r.json").read_text()) == synthetic_report(SYNTHETIC_ROWS)
+
+
+def test_bench_cli_frozen_passes_through(bench_cli, capsys):
+    cli.main(["bench", "--quick", "--frozen"])
+    (_, kwargs), = bench_cli
+    assert kwargs["frozen"] is True
 
 
 @pytest.mark.parametrize("args, message", [

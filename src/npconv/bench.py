@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from .algorithms import REGISTRY, select
+from .algorithms.weight_cache import freeze, planning_for
 from .config import get_num_threads
 from .conv import conv2d
 from .suite import LAYERS, TARGET_BATCHES, TARGETS
@@ -135,16 +136,21 @@ def versions():
     }
 
 
-def bench_layer(layer, batch, repeats, algos, peak_gflops, seed=0):
+def bench_layer(layer, batch, repeats, algos, peak_gflops, seed=0, frozen=False):
     """Result rows (one per timed algorithm) for one layer at one batch size.
 
     ``algos`` are timed where they apply; auto's choice is timed even when not among them.
+    ``frozen``: npconv runs on the weight frozen (:func:`npconv.freeze`), as inference with
+    fixed weights may, its cached transforms then taken without a check.
     """
     geom = layer.geometry(batch)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(layer.input_shape(batch), dtype=np.float32)
     w = rng.standard_normal(layer.weight_shape, dtype=np.float32)
-    chosen = select("bench", geom, "auto").name
+    tw = w
+    w = freeze(w) if frozen else w
+    with planning_for(w):
+        chosen = select("bench", geom, "auto").name
     names = [n for n, alg in REGISTRY.items() if n == chosen or (n in algos and alg.why_unsupported(geom) is None)]
     candidates = {
         n: (lambda n=n: conv2d(x, w, stride=layer.stride, padding=layer.padding, groups=layer.groups, algo=n))
@@ -152,7 +158,7 @@ def bench_layer(layer, batch, repeats, algos, peak_gflops, seed=0):
     }
     torch = _torch()
     if torch:  # keyed None, which no algorithm is named
-        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        tx, tw = torch.from_numpy(x), torch.from_numpy(tw)
         candidates[None] = lambda: torch.nn.functional.conv2d(
             tx, tw, stride=layer.stride, padding=layer.padding, groups=layer.groups
         )
@@ -172,11 +178,12 @@ def bench_layer(layer, batch, repeats, algos, peak_gflops, seed=0):
     return rows
 
 
-def run(layers=LAYERS, batches=TARGET_BATCHES, repeats=7, algos=None, progress=None):
+def run(layers=LAYERS, batches=TARGET_BATCHES, repeats=7, algos=None, progress=None, frozen=False):
     """Time ``layers`` at each of ``batches``; the report as a JSON-ready dict.
 
     ``algos`` defaults to every non-reference algorithm; ``progress`` is called with a
     line before each measurement.  The thread count is npconv's (torch is set to it).
+    ``frozen``: the weights frozen (:func:`bench_layer`).
     """
     algos = [n for n, alg in REGISTRY.items() if not alg.reference] if algos is None else algos
     threads = get_num_threads()
@@ -191,9 +198,9 @@ def run(layers=LAYERS, batches=TARGET_BATCHES, repeats=7, algos=None, progress=N
         for layer in layers:
             if progress:
                 progress(f"{layer.network} {layer.name} batch {batch}")
-            rows.extend(bench_layer(layer, batch, repeats, algos, peak))
+            rows.extend(bench_layer(layer, batch, repeats, algos, peak, frozen=frozen))
     return {
-        "threads": threads, "repeats": repeats, "sgemm_gflops": peak, "versions": versions(),
+        "threads": threads, "repeats": repeats, "frozen": frozen, "sgemm_gflops": peak, "versions": versions(),
         "rows": rows, "groups": summarize(rows),
     }
 
@@ -262,7 +269,9 @@ def format_summary(summary):
 
 def format_report(report):
     """Header, table and targets report of a :func:`run` report."""
-    header = (f"npconv bench: float32, {report['threads']} threads, median of {report['repeats']} interleaved runs; "
+    frozen = ", weights frozen (npconv.freeze)" if report.get("frozen") else ""
+    header = (f"npconv bench: float32, {report['threads']} threads{frozen}, median of {report['repeats']} "
+              "interleaved runs; "
               f"sgemm peak {report['sgemm_gflops']:.0f} GFLOP/s ({SGEMM_SIZE}x{SGEMM_SIZE} np.matmul); "
               "* marks auto's choice")
     notes = ("GFLOP/s counts 2 x the multiply-accumulates of a direct convolution; % peak is GFLOP/s over "

@@ -69,6 +69,7 @@ def _bench(args):
     report = bench.run(
         layers, batches=batches, repeats=args.repeats or (3 if args.quick else 7), algos=args.algo,
         progress=(lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True)) if args.verbose else None,
+        frozen=args.frozen,
     )
     print(bench.format_report(report))
     if args.json:
@@ -176,6 +177,8 @@ def build_parser():
     b.add_argument("--threads", type=int, help="thread count for npconv and torch (default: all cores)")
     b.add_argument("--json", metavar="FILE", help="also write the report (rows, targets, sgemm peak, versions) as JSON")
     b.add_argument("--png", metavar="FILE", help="also chart auto's speed ratios per layer (needs matplotlib)")
+    b.add_argument("--frozen", action="store_true",
+                   help="run npconv on frozen weights (npconv.freeze): cached transforms taken without a check")
     b.add_argument("-v", "--verbose", action="store_true", help="print progress to stderr")
     b.set_defaults(func=_bench)
     d = sub.add_parser("demo", help="demonstrations: the checkerboard study (transposed vs resize-convolution)")
