@@ -5,11 +5,13 @@ to 512x4x4, then 4x4/2 with padding 1 up to 3x64x64) and the 2x2/2 up-convolutio
 original U-Net (Ronneberger et al. 2015, 572x572 input tile, batch 1 as in the paper).
 Target: speed ratio (torch ms / npconv ms) >= 1.0 on the DCGAN 4x4/2 layers and on U-Net's.
 
-    python benchmarks/transposed.py [--repeats N] [--threads N]
+    python benchmarks/transposed.py [--repeats N] [--threads N] [--frozen]
 
 Each layer times auto's choice, both paths forced (``subpixel``, ``col2im``) and torch,
 interleaved in balanced orders (see :func:`balanced_medians`), median of ``--repeats``
 rounds.  It re-executes itself with ``npconv.bench.TIMING_ENV`` set, as ``npconv bench`` does.
+``--frozen`` runs npconv on frozen weights (:func:`npconv.freeze`), as inference with fixed
+weights may: its cached sub-kernels are then taken without a check.
 
 A second table times the resize-convolution alternative on the same layers (nearest x2, then
 a "same" 3x3 convolution, no target): ``npconv.upsample_conv``, which runs it as a 4x4/2
@@ -49,12 +51,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=16, help="timed rounds (at least 8, one per order)")
     parser.add_argument("--threads", type=int, help="threads for npconv and torch (default: all cores)")
+    parser.add_argument("--frozen", action="store_true", help="npconv on frozen weights (npconv.freeze)")
     args = parser.parse_args()
     if args.threads:
         npconv.set_num_threads(args.threads)
     torch.set_num_threads(npconv.get_num_threads())
     rng = np.random.default_rng(0)
-    print(f"float32, {npconv.get_num_threads()} threads, median of {args.repeats} interleaved runs; "
+    print(f"float32, {npconv.get_num_threads()} threads{', weights frozen' if args.frozen else ''}, "
+          f"median of {args.repeats} interleaved runs; "
           "ratio = torch ms / npconv auto ms (above 1: npconv is faster)")
     print(f"{'layer':<22} {'input':>12} {'auto':>8} {'ms':>8} {'subpixel':>9} {'col2im':>8} {'torch':>8} {'ratio':>6}")
     targeted = []
@@ -64,6 +68,7 @@ def main():
         geom = conv_transpose_geometry("bench", x.shape, w.shape, None, stride=s, padding=p, output_padding=0,
                                        groups=1, dilation=1, output_size=None, dtype=np.float32)
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        w = npconv.freeze(w) if args.frozen else w
         candidates = [
             lambda algo=algo: npconv.conv_transpose2d(x, w, stride=s, padding=p, algo=algo)
             for algo in ("auto", "subpixel", "col2im")
