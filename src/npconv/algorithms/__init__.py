@@ -9,9 +9,9 @@ from .base import Algorithm
 from .depthwise import Depthwise, GroupedDirect
 from .fft import FFT
 from .im2col import Im2col
-from .weight_cache import planned_frozen
 from .implicit_gemm import ImplicitGemm
 from .pointwise import Pointwise
+from .weight_cache import planned_frozen
 from .winograd import Winograd, WinogradAuto
 
 _WINOGRAD = (Winograd(2, "high"), Winograd(4, "high"), Winograd(6, "medium"))
