@@ -146,6 +146,7 @@ def block(ob, gathered=False):
             # The sums as stack slots: LLVM's mem2reg turns them into registers across the loops.
             sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * lanes)) for _ in range(vecs)]
                     for _ in range(ob)]
+
             def step(c, t):  # the sums' multiply-adds of channel c and kernel offset t
                 start = builder.add(builder.add(src_start, builder.mul(c, plane)),
                                     builder.load(builder.gep(offsets_a.data, [t])))
