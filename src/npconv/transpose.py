@@ -58,7 +58,7 @@ from numba import njit, uint64
 
 from .algorithms import REGISTRY, select, vector_copy
 from .algorithms.base import COPY_BYTES_PER_SECOND
-from .algorithms.weight_cache import WEIGHT_CACHE
+from .algorithms.weight_cache import WEIGHT_CACHE, check_seconds
 from .col2im import col2im_seconds, conv_transpose_col2im
 from .col2im import why_unsupported as why_col2im_unsupported
 from .config import get_num_threads, get_precision, get_workspace_limit
@@ -309,7 +309,7 @@ def subpixel_seconds(geom):
         convs = sum(select("conv_transpose", g, "auto").estimated_seconds(g) for g in subpixel_geometries(geom))
         placing = any(s > 1 for s in geom.stride) * placing_seconds(geom)
     weight_bytes = geom.in_channels * geom.out_per_group * math.prod(geom.kernel) * geom.dtype.itemsize
-    return convs + 2 * weight_bytes / COPY_BYTES_PER_SECOND + placing / threads_for(placing)
+    return convs + check_seconds(weight_bytes) + placing / threads_for(placing)
 
 
 def placing_seconds(geom):

@@ -5,6 +5,7 @@ threads too, is tested with them (``test_winograd.py``)."""
 import numpy as np
 import pytest
 
+import npconv
 from npconv.algorithms import weight_cache
 from npconv.algorithms.weight_cache import WeightCache
 
@@ -123,15 +124,52 @@ def test_a_weight_changed_in_its_first_words_is_not_compared_whole(rng, monkeypa
     cache = WeightCache()
     w = rng.standard_normal(1000)
     cache.get(w, "k", lambda: w * 2)
-    sizes, equal = [], np.array_equal
-    monkeypatch.setattr(np, "array_equal", lambda a, b: sizes.append(a.size) or equal(a, b))
+    spans, differ = [], weight_cache._differ
+    monkeypatch.setattr(weight_cache, "_differ", lambda a, b, start, stop: spans.append((start, stop))
+                        or differ(a, b, start, stop))
     w[0] += 1.0
-    assert equal(cache.get(w, "k", lambda: w * 2), w * 2)
-    assert sizes == [weight_cache.HEAD_WORDS]
-    sizes.clear()
+    assert np.array_equal(cache.get(w, "k", lambda: w * 2), w * 2)
+    assert spans == []
     w[-1] += 1.0
-    assert equal(cache.get(w, "k", lambda: w * 2), w * 2)
-    assert sizes == [weight_cache.HEAD_WORDS, w.size]
+    assert np.array_equal(cache.get(w, "k", lambda: w * 2), w * 2)
+    assert spans == [(0, w.size)]
+
+
+@pytest.mark.parametrize("changed", [None, 8, 4095, 4096, 4097, "middle", "last"])
+def test_a_large_weight_is_compared_in_spans_on_every_thread(rng, monkeypatch, changed):
+    """Compared on two threads, each takes a span; a difference in either span, or either side
+    of a 4096-word block's edge, is a miss, and no difference a hit."""
+    cache = WeightCache()
+    w = rng.standard_normal(3 * 4096 + 5)
+    cache.get(w, "k", lambda: w * 2)
+    spans, differ = [], weight_cache._differ
+    monkeypatch.setattr(weight_cache, "threads_for", lambda seconds: 2)
+    monkeypatch.setattr(weight_cache, "_differ", lambda a, b, start, stop: spans.append((start, stop))
+                        or differ(a, b, start, stop))
+    before = cache.get(w, "k", lambda: pytest.fail("made again"))
+    if changed is not None:
+        w[{"middle": w.size // 2, "last": -1}.get(changed, changed)] += 1.0
+    after = cache.get(w, "k", lambda: w * 2)
+    assert (after is before) == (changed is None)
+    np.testing.assert_array_equal(after, w * 2)
+    assert sorted(spans[:2]) == sorted(spans[2:]) == [(0, w.size // 2), (w.size // 2, w.size)]
+
+
+@pytest.mark.parametrize("nbytes, spans", [(2**16, 1), (3 * 2**20, 2)])
+def test_only_a_weight_worth_it_is_compared_on_two_threads(rng, monkeypatch, nbytes, spans):
+    """On two threads, a weight whose comparison takes SPLIT_ABOVE_SECONDS (check_seconds: 3 MB
+    take 0.3 ms) is compared in two spans; a small one on the calling thread alone."""
+    threads = npconv.get_num_threads()
+    try:
+        npconv.set_num_threads(2)
+        cache, w = WeightCache(), rng.standard_normal(nbytes // 8)
+        cache.get(w, "k", lambda: w * 2)
+        compared, differ = [], weight_cache._differ
+        monkeypatch.setattr(weight_cache, "_differ", lambda *args: compared.append(args[2:]) or differ(*args))
+        cache.get(w, "k", lambda: pytest.fail("made again"))
+        assert len(compared) == spans
+    finally:
+        npconv.set_num_threads(threads)
 
 
 def check_bookkeeping(cache):

@@ -39,7 +39,7 @@ from ..config import get_num_threads
 from ..parallel import run_pieces, split, threads_for
 from . import register_block, vector_copy
 from .base import COPY_BYTES_PER_SECOND, Algorithm
-from .weight_cache import WEIGHT_CACHE, planned_frozen
+from .weight_cache import WEIGHT_CACHE, check_seconds, planned_frozen
 from .winograd import to_channels_last
 
 POSITIONS = 8  # output positions of a block
@@ -312,5 +312,5 @@ def _seconds(geom, threads, frozen):
         geom.dtype.itemsize)
     share = -(-units // threads) / max(1, units)  # the busiest thread's
     weight_bytes = geom.out_channels * geom.in_channels * math.prod(geom.kernel) * geom.dtype.itemsize
-    check = 0.0 if frozen else 2 * weight_bytes / COPY_BYTES_PER_SECOND
+    check = 0.0 if frozen else check_seconds(weight_bytes)
     return (macs + copies / COPY_BYTES_PER_SECOND) * share + check + CALL_SECONDS
