@@ -143,7 +143,8 @@ def test_a_large_weight_is_compared_in_spans_on_every_thread(rng, monkeypatch, c
     w = rng.standard_normal(3 * 4096 + 5)
     cache.get(w, "k", lambda: w * 2)
     spans, differ = [], weight_cache._differ
-    monkeypatch.setattr(weight_cache, "threads_for", lambda seconds: 2)
+    monkeypatch.setattr(weight_cache, "SPLIT_CHECK_BYTES", 0)
+    monkeypatch.setattr(weight_cache, "get_num_threads", lambda: 2)
     monkeypatch.setattr(weight_cache, "_differ", lambda a, b, start, stop: spans.append((start, stop))
                         or differ(a, b, start, stop))
     before = cache.get(w, "k", lambda: pytest.fail("made again"))
@@ -155,10 +156,11 @@ def test_a_large_weight_is_compared_in_spans_on_every_thread(rng, monkeypatch, c
     assert sorted(spans[:2]) == sorted(spans[2:]) == [(0, w.size // 2), (w.size // 2, w.size)]
 
 
-@pytest.mark.parametrize("nbytes, spans", [(2**16, 1), (3 * 2**20, 2)])
+@pytest.mark.parametrize("nbytes, spans", [(2**16, 1), (weight_cache.SPLIT_CHECK_BYTES - 8, 1),
+                                           (weight_cache.SPLIT_CHECK_BYTES, 2)])
 def test_only_a_weight_worth_it_is_compared_on_two_threads(rng, monkeypatch, nbytes, spans):
-    """On two threads, a weight whose comparison takes SPLIT_ABOVE_SECONDS (check_seconds: 3 MB
-    take 0.3 ms) is compared in two spans; a small one on the calling thread alone."""
+    """On two threads, a weight of SPLIT_CHECK_BYTES or more is compared in two spans; a
+    smaller one on the calling thread alone."""
     threads = npconv.get_num_threads()
     try:
         npconv.set_num_threads(2)

@@ -8,10 +8,10 @@ different array at a reused address, never gets a stale transform.  Training cha
 weights every step; the buffer's entry is then replaced, so the cache holds one entry per
 live weight instead of one per step.  Failing its own entry, a lookup tries the entries of
 other buffers of the same shape (an equal copy, such as a float16 weight cast anew each
-call, reuses the transform).  The comparison reads the weight and its snapshot (0.75 ms for
-a 512x512x3x3 float32 kernel on this VM, 0.42 split over 2 threads, as it is from 1.8 MB
-on; from memory rather than cache, as between torch's calls in the benchmarks, 1.2 and 0.86),
-cheaper than transforming it again; their first words are compared first, so a weight
+call, reuses the transform).  The comparison reads the weight and its snapshot (0.67 ms for
+a 512x512x3x3 float32 kernel on this VM, 0.5 split over 2 threads, as it is from
+SPLIT_CHECK_BYTES on; from memory rather than cache, as between torch's calls in the
+benchmarks, 1.2 and 0.86), cheaper than transforming it again; their first words are compared first, so a weight
 changed by a training step, or another weight of its shape, is told apart in microseconds.
 
 Frozen weights.  :func:`freeze` copies a weight into a read-only array the cache then trusts
@@ -48,11 +48,16 @@ from collections import OrderedDict
 import numpy as np
 from numba import njit
 
-from ..parallel import run_pieces, split, threads_for
+from ..config import get_num_threads
+from ..parallel import run_pieces, split
 from .base import COPY_BYTES_PER_SECOND
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 DEFAULT_MAX_ENTRIES = 1024
+# Weights of this many bytes or more are compared on every thread: on this VM a 2 MB weight took
+# 158 us on one thread and 217 on two (a helper wakes 50-130 us after being called), an 8 MB one
+# 565 and 461, a 9 MB one 666 and 500.
+SPLIT_CHECK_BYTES = 4 * 2**20
 # Words compared before the whole weight: any two different weights a network holds, or one
 # weight before and after a step, almost surely differ in them.
 HEAD_WORDS = 8
@@ -67,17 +72,16 @@ def _bits(array):
 
 def _same_bits(snapshot, bits):
     """Whether two :func:`_bits` arrays are equal: their first HEAD_WORDS words, then all, on
-    every thread where that takes long (:func:`check_seconds`)."""
+    every thread from SPLIT_CHECK_BYTES on."""
     if not np.array_equal(snapshot[:HEAD_WORDS], bits[:HEAD_WORDS]):
         return False
-    seconds = check_seconds(snapshot.nbytes)
-    spans = split(snapshot.size, threads_for(seconds))
+    spans = split(snapshot.size, get_num_threads() if snapshot.nbytes >= SPLIT_CHECK_BYTES else 1)
     differ = [False] * len(spans)
 
     def compare(part):
         differ[part] = _differ(snapshot, bits, *spans[part])
 
-    run_pieces(compare, range(len(spans)), seconds=seconds)
+    run_pieces(compare, range(len(spans)))
     return not any(differ)
 
 
@@ -86,9 +90,10 @@ def _differ(a, b, start, stop):
     """Whether ``a[start:stop]`` and ``b[start:stop]`` differ, read 4096 words at a time (no
     temporary array, as ``np.array_equal`` makes; it stops at the first block that differs)."""
     for lo in range(start, stop, 4096):
-        bits = a[lo] ^ b[lo]
-        for i in range(lo + 1, min(stop, lo + 4096)):
-            bits |= a[i] ^ b[i]
+        x, y = a[lo : min(stop, lo + 4096)], b[lo : min(stop, lo + 4096)]
+        bits = x[0] ^ y[0]
+        for i in range(1, x.size):
+            bits |= x[i] ^ y[i]
         if bits:
             return True
     return False
@@ -96,9 +101,10 @@ def _differ(a, b, start, stop):
 
 def check_seconds(nbytes):
     """The cost models' time to compare a weight of ``nbytes`` with its snapshot, reading both.
-    Counted on one thread, though :func:`_same_bits` splits it: the snapshot is rarely still in
-    cache by the next call, and from memory the split gains little (ResNet-50's 512x512x3x3
-    weight, between torch's calls: 1.18 -> 0.86 ms at batch 1, 1.89 -> 1.86 at batch 8)."""
+    Counted on one thread, though :func:`_same_bits` splits large ones: the snapshot is rarely
+    still in cache by the next call, and from memory the split gains little (ResNet-50's
+    512x512x3x3 weight, between torch's calls: 1.18 -> 0.86 ms at batch 1, 1.89 -> 1.86 at
+    batch 8)."""
     return 2 * nbytes / COPY_BYTES_PER_SECOND
 
 
