@@ -12,8 +12,8 @@ are whole tiles::
     out_tile[o] = AT ( sum_c  U_p[:, :, c, o] * V[:, :, c] ) AT^T
 
 with ``U_p = G w_p G^T`` the phase's sub-kernel and ``V = BT d BT^T`` its input tile, read
-from the phase's window of the grid's padded input.  The four phases share one channels-last
-copy of the input and each thread's scratch; their per-point products (tiles by channels,
+from the phase's window of the grid's padded input.  The four phases share each thread's
+channels-last copy of the input and its scratch; their per-point products (tiles by channels,
 16-128 rows) are narrow for OpenBLAS (80-105 GFLOP/s a core), so they run in register blocks
 (:func:`.algorithms.register_block.matmul`, 115-160).  A thread takes the two column phases
 of one row phase and writes their outputs, interleaved, straight into the output's rows: no
@@ -25,21 +25,24 @@ so the ``"high"`` precision policy allows it (``"highest"`` does not).
 """
 
 import math
+import threading
 
 import numpy as np
 
 from .algorithms import register_block
 from .algorithms.base import COPY_BYTES_PER_SECOND
 from .algorithms.weight_cache import WEIGHT_CACHE
-from .algorithms.winograd import (TRANSFORM_SECONDS_PER_VALUE, copy_channels_last, input_transform, output_transform,
+from .algorithms.winograd import (TRANSFORM_SECONDS_PER_VALUE, input_transform, output_transform, to_channels_last,
                                   transform_coefficients, transform_weight)
 from .config import get_num_threads, precision_allows
 from .parallel import run_pieces, split, threads_for
 
 M = 4  # output tile side: F(4, 2)
 N = M + 1  # input tile side, transform points a side
-# The register blocks' multiply-adds on one core (measured 115-150 GFLOP/s on these GEMMs).
-MATMUL_FLOPS_PER_SECOND = 125e9
+# The register blocks' multiply-adds on one core (measured 115-150 GFLOP/s on these GEMMs; 140 in
+# place on DCGAN's 128 -> 64 layer, 2 threads.  At 125, with each thread's copy counted whole,
+# auto put that layer on the stacked convolution, 2.63 ms against 2.17 this way).
+MATMUL_FLOPS_PER_SECOND = 140e9
 # A thread's stream of U, every element once per block of tiles: from L3 at 13-20 GB/s (512 and
 # 256 channels in, one core; a block of 8 tiles takes as long for it as for its GEMMs' work).
 U_BYTES_PER_SECOND = 20e9
@@ -76,9 +79,9 @@ def _block(geom, tiles):
 
 
 def estimated_seconds(geom, counts):
-    """GEMMs at MATMUL_FLOPS_PER_SECOND a core, the transforms per value (four phases' input
-    tiles, every output's) and the input's channels-last copy, shared by the threads; and
-    each thread's stream of U (half of it per block of tiles, :func:`run`) at
+    """GEMMs at MATMUL_FLOPS_PER_SECOND a core and the transforms per value (four phases' input
+    tiles, every output's), shared by the threads; each thread's channels-last copy of the
+    input (:func:`run`) and its stream of U (half of it per block of tiles) at
     U_BYTES_PER_SECOND."""
     tiles = geom.batch * math.prod(_tiles(counts))
     threads = get_num_threads()
@@ -90,8 +93,8 @@ def estimated_seconds(geom, counts):
     blocks = -(-per_span // _block(geom, per_span))  # per piece
     u_bytes = 4 * N * N * geom.in_per_group * geom.out_channels * geom.dtype.itemsize
     streamed = -(-2 * spans // threads) * blocks * u_bytes / 2
-    shared = gemm_flops / MATMUL_FLOPS_PER_SECOND + transformed * TRANSFORM_SECONDS_PER_VALUE + copy
-    return shared / threads + streamed / U_BYTES_PER_SECOND
+    shared = gemm_flops / MATMUL_FLOPS_PER_SECOND + transformed * TRANSFORM_SECONDS_PER_VALUE
+    return shared / threads + copy + streamed / U_BYTES_PER_SECOND
 
 
 def _spans(threads):
@@ -109,14 +112,14 @@ def _phase_major(u):
 
 
 def workspace_bytes(geom, counts):
-    """The padded input (about the input), every thread's block of V and of two phases' M,
-    and the transformed sub-kernels."""
+    """Every thread's padded input (about the input) and block of V and of two phases' M, and
+    the transformed sub-kernels."""
     tiles_h, tiles_w = _tiles(counts)
     item = geom.dtype.itemsize
     padded = geom.batch * (tiles_h * M + 3) * (tiles_w * M + 3) * geom.in_channels * item
     block = _block(geom, geom.batch * tiles_h * tiles_w)
     blocks = get_num_threads() * block * N * N * (geom.in_channels + 2 * geom.out_channels) * item
-    return padded + blocks + 4 * N * N * geom.in_per_group * geom.out_channels * item
+    return get_num_threads() * padded + blocks + 4 * N * N * geom.in_per_group * geom.out_channels * item
 
 
 def run(x, kernel, geom, grid, starts, offsets, counts):
@@ -131,7 +134,12 @@ def run(x, kernel, geom, grid, starts, offsets, counts):
     of U (each thread all of U, with the threads sharing out the tiles: DCGAN's 256 -> 128 at
     batch 8 has 16 tiles a thread, and ran 10% slower), and writes its tile rows' outputs
     straight into their rows of ``out``, the two column phases interleaved
-    (:func:`.algorithms.winograd.output_transform`).
+    (:func:`.algorithms.winograd.output_transform`).  Each thread makes its own channels-last
+    copy of the input, once, as its first piece starts: the helper then reads its tiles from
+    its own cache rather than from the copy the calling thread made (and it is called before
+    the copy, not after).  On DCGAN's 128 -> 64 layer the input transforms took 0.32 ms a
+    thread rather than 0.41, and the layer 2.08-2.14 ms rather than 2.19-2.23, timed
+    alternately in one process (1-2% apart in separate runs).
     """
     groups, cg, og = geom.groups, geom.in_per_group, geom.out_per_group
     at, bt, _ = transform_coefficients(M, 2, geom.dtype)
@@ -140,17 +148,24 @@ def run(x, kernel, geom, grid, starts, offsets, counts):
     top, left = (g.pad[0] for g in grid)
     rows = max(top + geom.in_size[0], int(starts[:, 0].max()) + tiles_h * M + 1)
     cols = max(left + geom.in_size[1], int(starts[:, 1].max()) + tiles_w * M + 1)
-    xp = np.zeros((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)  # the grid's padded input
-    copy_channels_last(x, xp, 0, geom.batch, top, left)
     out = np.empty(geom.out_shape, dtype=geom.dtype)
     where = {(row, column): phase for phase, (row, column) in enumerate(offsets.tolist())}
     by_row = [[where[row, column] for column in (0, 1)] for row in (0, 1)]  # each row phase's two column phases
     tiles = geom.batch * tiles_h * tiles_w
     block = _block(geom, tiles)
     seconds = estimated_seconds(geom, counts)
+    copies = threading.local()  # each thread's
+
+    def padded_input():
+        """The grid's padded input (N, Hp, Wp, C_in), the calling thread's copy."""
+        if not hasattr(copies, "xp"):
+            copies.xp = np.zeros((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)
+            to_channels_last(x, copies.xp, 0, top, left, 0, geom.batch * geom.in_size[0])
+        return copies.xp
 
     def work(piece):
         (first, stop), row = piece
+        xp = padded_input()
         size = -(-(stop - first) // -(-(stop - first) // block))  # equal blocks of at most ``block`` tiles
         v = np.empty(N * N * groups * size * cg, dtype=geom.dtype)
         mm = np.empty(2 * N * N * groups * size * og, dtype=geom.dtype)
