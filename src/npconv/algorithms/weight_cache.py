@@ -75,7 +75,9 @@ def _same_bits(snapshot, bits):
     every thread from SPLIT_CHECK_BYTES on."""
     if not np.array_equal(snapshot[:HEAD_WORDS], bits[:HEAD_WORDS]):
         return False
-    spans = split(snapshot.size, get_num_threads() if snapshot.nbytes >= SPLIT_CHECK_BYTES else 1)
+    if snapshot.nbytes < SPLIT_CHECK_BYTES or get_num_threads() == 1:
+        return not _differ(snapshot, bits, 0, snapshot.size)
+    spans = split(snapshot.size, get_num_threads())
     differ = [False] * len(spans)
 
     def compare(part):
