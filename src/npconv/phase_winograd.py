@@ -28,6 +28,7 @@ import math
 import threading
 
 import numpy as np
+from numba import njit
 
 from .algorithms import register_block
 from .algorithms.base import COPY_BYTES_PER_SECOND
@@ -165,19 +166,31 @@ def run(x, kernel, geom, grid, starts, offsets, counts):
 
     def work(piece):
         (first, stop), row = piece
-        xp = padded_input()
         size = -(-(stop - first) // -(-(stop - first) // block))  # equal blocks of at most ``block`` tiles
-        v = np.empty(N * N * groups * size * cg, dtype=geom.dtype)
-        mm = np.empty(2 * N * N * groups * size * og, dtype=geom.dtype)
-        for t0 in range(first, stop, size):
-            count = min(size, stop - t0)
-            v_block = v[: N * N * groups * count * cg].reshape(N * N, groups, count, cg)  # (n^2, G, T, Cg)
-            m_block = mm[: 2 * N * N * groups * count * og].reshape(2, N * N * groups, count, og)  # (2, n^2 G, T, Og)
-            for column, phase in enumerate(by_row[row]):
-                input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, M, *starts[phase])
-                register_block.matmul(v_block.reshape(N * N * groups, count, cg), u[phase], 0, m_block[column])
-            output_transform(m_block.reshape(2, N * N, groups, count, og), at, out, 0, t0, tiles_h, tiles_w, 0, 2, row)
+        _row_phase(padded_input(), bt, at, u, out, np.array(by_row[row]), starts, groups, first, stop, size, tiles_h,
+                   tiles_w, row)
 
     spans = split(tiles, _spans(threads_for(seconds)))
     run_pieces(work, [(span, row) for row in (0, 1) for span in spans], seconds=seconds)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _row_phase(xp, bt, at, u, out, phases, starts, groups, first, stop, size, tiles_h, tiles_w, row):
+    """Tiles ``first .. stop`` of row phase ``row`` (its column phases ``phases``) into out, in
+    blocks of ``size`` tiles: per block, each column phase's input transform (its window of the
+    padded input xp from ``starts[phase]``) and products with ``u[phase]``, then both phases'
+    output transform, interleaved.  One compiled call a piece: as ten calls from Python a
+    block, their dispatch took 0.1 ms of DCGAN 128 -> 64's 1.8 ms pieces."""
+    cg, og = u.shape[2], u.shape[3]
+    v = np.empty(N * N * groups * size * cg, dtype=xp.dtype)
+    mm = np.empty(2 * N * N * groups * size * og, dtype=xp.dtype)
+    for t0 in range(first, stop, size):
+        count = min(size, stop - t0)
+        v_block = v[: N * N * groups * count * cg].reshape(N * N, groups, count, cg)  # (n^2, G, T, Cg)
+        m_block = mm[: 2 * N * N * groups * count * og].reshape(2, N * N * groups, count, og)  # (2, n^2 G, T, Og)
+        for column in range(2):
+            phase = phases[column]
+            input_transform(xp, bt, v_block, t0, count, 0, tiles_h, tiles_w, M, starts[phase, 0], starts[phase, 1])
+            register_block.matmul(v_block.reshape(N * N * groups, count, cg), u[phase], 0, m_block[column])
+        output_transform(m_block.reshape(2, N * N, groups, count, og), at, out, 0, t0, tiles_h, tiles_w, 0, 2, row)
