@@ -11,8 +11,9 @@ other buffers of the same shape (an equal copy, such as a float16 weight cast an
 call, reuses the transform).  The comparison reads the weight and its snapshot (0.67 ms for
 a 512x512x3x3 float32 kernel on this VM, 0.5 split over 2 threads, as it is from
 SPLIT_CHECK_BYTES on; from memory rather than cache, as between torch's calls in the
-benchmarks, 1.2 and 0.86), cheaper than transforming it again; their first words are compared first, so a weight
-changed by a training step, or another weight of its shape, is told apart in microseconds.
+benchmarks, 1.2 and 0.86), cheaper than transforming it again; their first words are
+compared first, so a weight changed by a training step, or another weight of its shape, is
+told apart in microseconds.
 
 Frozen weights.  :func:`freeze` copies a weight into a read-only array the cache then trusts
 never to change (NumPy refuses writes to it): its entry's snapshot is the array itself, not a
