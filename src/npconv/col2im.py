@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from .algorithms.base import GEMM_FULL_SPEED_DIM, as_3d, gemm_seconds
+from .algorithms.base import as_3d, gemm_seconds
 from .config import get_num_threads, get_workspace_limit
 from .parallel import run_pieces, split
 
@@ -48,8 +48,8 @@ BLOCK_VALUES = 4096
 # adds on all of them (measured on DCGAN's layers).
 TAPS_LAST_RATIO = 2.0
 # Images with fewer input positions are stacked into one GEMM; others run one GEMM each,
-# on the input in place (a GEMM's smallest dim at full speed, see algorithms.base).
-STACK_BELOW = 4 * GEMM_FULL_SPEED_DIM
+# on the input in place (192 columns run at 0.9 of full speed, see algorithms.base).
+STACK_BELOW = 192
 # Chunks of about this size stay in cache between the GEMM and the gather.
 CHUNK_BYTES = 8 * 2**20
 

@@ -256,7 +256,7 @@ def test_conv_backward_takes_winograds_weight_gradient_where_its_model_says(rng,
                                                                              winograds):
     """Where auto runs the forward on Winograd, the weight gradient is Winograd's when its cost
     model finds it no dearer than im2col's, else im2col's; never under the "highest" policy."""
-    x, w, _ = random_conv_inputs(rng, (2, 80, 24, 24), (80, 80, 3, 3), bias=False, dtype=np.float32)
+    x, w, _ = random_conv_inputs(rng, (2, 128, 24, 24), (128, 128, 3, 3), bias=False, dtype=np.float32)
     assert select("test", geometry(x.shape, w.shape), "auto").name == "winograd"
     calls = []
     original = winograd.Winograd.weight_gradient

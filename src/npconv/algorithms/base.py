@@ -14,10 +14,14 @@ from ..errors import UnsupportedAlgorithmError
 # ran 10-15% faster; auto's choices over the conv suite did not change).
 GEMM_FLOPS_PER_SECOND = 300e9
 COPY_BYTES_PER_SECOND = 20e9  # streaming writes of a kernel that fills a buffer
-# A GEMM whose smallest dim is below this loses speed about in proportion: OpenBLAS runs 16 and
-# 32 rows at 74 and 111 GFLOP/s a core (32 groups of im2col GEMMs), large ones at 150-190.
-# (At 32, auto ran ResNeXt's 16-channel groups on im2col, 1.25-1.4x slower than the direct kernel.)
-GEMM_FULL_SPEED_DIM = 48
+# A GEMM whose smallest dim is d runs at d / (d + this) of full speed.  OpenBLAS on one core of
+# this VM: 16 and 32 rows at 74 and 111 GFLOP/s (32 groups of im2col GEMMs), 49 columns at 104
+# (ResNet-50's 512-channel 3x3/2 layer at batch 1: 256 x 4608 x 49), 196 at 131-143, 392 and
+# more at 150-153.  The rule it replaced, full speed from 48 on and in proportion below, made
+# im2col's model of those 49-column GEMMs 40-75% optimistic; with this one auto's choices on
+# 200 random geometries (benchmarks/auto_choice.py) came 1.029x behind the fastest rather than
+# 1.034 (seed 0; seed 1: 1.038 rather than 1.044).
+GEMM_HALF_SPEED_DIM = 22
 
 
 # Scratch memory an algorithm may plan for, below the workspace limit: about the output's
@@ -33,8 +37,10 @@ def scratch_limit(geom):
 
 
 def gemm_seconds(flops, m, n, k):
-    """Time of ``flops`` spent in (m x k) @ (k x n) GEMMs: a small dim slows them proportionally."""
-    return flops / (GEMM_FLOPS_PER_SECOND * min(1.0, min(m, n, k) / GEMM_FULL_SPEED_DIM))
+    """Time of ``flops`` spent in (m x k) @ (k x n) GEMMs: the smallest dim slows them
+    (GEMM_HALF_SPEED_DIM)."""
+    smallest = min(m, n, k)
+    return flops * (smallest + GEMM_HALF_SPEED_DIM) / (GEMM_FLOPS_PER_SECOND * smallest)
 
 
 def as_3d(values, fill):

@@ -51,8 +51,12 @@ class Pointwise(Algorithm):
         return (self._images_per_chunk(geom) * geom.in_channels * positions + stacked) * item
 
     def estimated_seconds(self, geom):
-        copy = any(s != 1 for s in geom.stride) and geom.batch * geom.in_channels * math.prod(geom.out_size)
-        return (gemm_seconds(geom.flops, geom.out_per_group, math.prod(geom.out_size), geom.in_per_group)
+        """The GEMMs, as wide as the images side by side where :func:`stacks` (a thread's share
+        of them, at most STACK_IMAGES), and at strides > 1 the subsampled input's copy."""
+        positions = math.prod(geom.out_size)
+        side_by_side = min(STACK_IMAGES, -(-geom.batch // get_num_threads())) if stacks(geom) else 1
+        copy = any(s != 1 for s in geom.stride) and geom.batch * geom.in_channels * positions
+        return (gemm_seconds(geom.flops, geom.out_per_group, side_by_side * positions, geom.in_per_group)
                 + copy * geom.dtype.itemsize / COPY_BYTES_PER_SECOND)
 
     def _chunks(self, x, geom, seconds, split_outputs=False):
