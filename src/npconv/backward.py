@@ -7,7 +7,8 @@ gradient of a transposed convolution is the convolution of the output gradient. 
 on the fast paths of the forward ops.  Where ``algo="auto"`` runs a convolution's forward on
 the depthwise/grouped direct kernel, its input gradient is that kernel's own adjoint
 (:func:`npconv.algorithms.depthwise.input_gradient`): one pass over the output gradient,
-where a strided transposed convolution would run one small convolution per phase.
+where a strided transposed convolution would run one small convolution per phase -- up to 64
+input channels per group (:func:`npconv.algorithms.depthwise.runs_own_backward`).
 
 The weight gradient.  With ``xp`` the zero-padded input (one spatial dim, groups left out)::
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from .algorithms import REGISTRY, select
 from .algorithms.depthwise import input_gradient as depthwise_input_gradient
+from .algorithms.depthwise import runs_own_backward
 from .conv import conv, prepare
 from .dtypes import as_array, result_dtypes
 from .geometry import conv_transpose_geometry
@@ -88,7 +90,7 @@ def conv_backward(grad_output, x, weight, *, bias=True, stride=1, padding=0, dil
     grad_input = grad_weight = None
     geom = dataclasses.replace(geom, dtype=np.dtype(compute))
     forward = select(op, geom, "auto") if algo == "auto" and geom.rank <= 3 else None  # whose backward to reuse
-    if "input" in needs and forward is not None and forward.name in _DIRECT_KERNELS:
+    if "input" in needs and forward is not None and forward.name in _DIRECT_KERNELS and runs_own_backward(geom):
         # the direct kernel's own backward: its adjoint, which reads the output gradient once
         grad_input = depthwise_input_gradient(grad, np.ascontiguousarray(w, dtype=compute), geom)
     elif "input" in needs:

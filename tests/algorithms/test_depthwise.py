@@ -48,14 +48,46 @@ def test_matches_torch(rng, multiplier, kernel, stride, dilation, padding, dtype
     assert_matches_torch(y, x, w, b, stride=stride, dilation=dilation, padding=padding, groups=5)
 
 
-@pytest.mark.parametrize("groups, cin, cout, reason", [
-    (2, 130, 4, "takes at most 64 input channels per group, got 65"),
-    (1, 65, 4, "takes at most 64 input channels per group, got 65"),
+@pytest.mark.parametrize("groups, cin, cout, size, reason", [
+    (2, 130, 4, 6, "got 65 in, 2 out, 9360 bytes"),  # few outputs a group
+    (1, 65, 64, 128, "got 65 in, 64 out, 4259840 bytes"),  # planes past MAX_PLANES_BYTES
 ])
-def test_grouped_declines_with_reason(groups, cin, cout, reason):
-    geom = geometry((1, cin, 6, 6), (cout, cin // groups, 3, 3), groups)
-    with pytest.raises(npconv.UnsupportedAlgorithmError, match="'grouped' cannot compute this convolution: it " + reason):
+def test_grouped_declines_with_reason(groups, cin, cout, size, reason):
+    geom = geometry((1, cin, size, size), (cout, cin // groups, 3, 3), groups)
+    rule = ("takes at most 64 input channels per group, or more with at least 64 outputs per group whose planes "
+            r"\(a stack of images', in their stride phases\) fit in 1048576 bytes; ")
+    with pytest.raises(npconv.UnsupportedAlgorithmError,
+                       match="'grouped' cannot compute this convolution: it " + rule + reason):
         REGISTRY["grouped"].check(geom)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grouped_with_many_input_channels_runs_a_threads_share_of_outputs(rng, request, threads, stride):
+    """Past 64 input channels per group, where a stack's planes fit MAX_PLANES_BYTES, each unit
+    computes a thread's share of the outputs (100 on two threads: 50, six blocks of 8 and one
+    of 2) rather than OUTPUT_BLOCK of them."""
+    request.addfinalizer(lambda old=npconv.get_num_threads(): npconv.set_num_threads(old))
+    npconv.set_num_threads(threads)
+    x, w, b = random_conv_inputs(rng, (1, 96, 12, 11), (100, 96, 3, 3))
+    geom, _ = conv_geometry("test", x.shape, w.shape, None, stride=stride, padding=1, dilation=1, groups=1,
+                            padding_mode="zeros", dtype=np.dtype(np.float64))
+    assert depthwise._output_block(geom) == -(-100 // threads) and depthwise._units(geom) == threads
+    assert not depthwise.runs_own_backward(geom)
+    y = npconv.conv2d(x, w, b, stride=stride, padding=1, algo="grouped")
+    assert_matches_torch(y, x, w, b, stride=stride, padding=1)
+
+
+def test_auto_takes_wide_blocks_on_resnets_wide_strided_layer_at_batch_1_only(request):
+    """ResNet-50's 512-channel 3x3/2 layer: at batch 1 its 0.56 MB of planes stay in L2 (measured:
+    grouped 1.27 ms, im2col 1.51, implicit 1.85); at batch 8, 4.5 MB, grouped declines."""
+    request.addfinalizer(lambda old=npconv.get_num_threads(): npconv.set_num_threads(old))
+    npconv.set_num_threads(2)
+    for batch, chosen in [(1, True), (8, False)]:
+        geom, _ = conv_geometry("test", (batch, 512, 14, 14), (512, 512, 3, 3), None, stride=2, padding=1,
+                                dilation=1, groups=1, padding_mode="zeros", dtype=np.dtype(np.float32))
+        assert (select("test", geom, "auto").name == "grouped") == chosen
+        assert (REGISTRY["grouped"].why_unsupported(geom) is None) == chosen
 
 
 @pytest.mark.parametrize("groups, cin, cout", [(32, 128, 128), (3, 6, 9), (2, 8, 2), (2, 4, 38), (1, 3, 16)])  # 4, 3, 1, 19, 16 outputs per group

@@ -217,10 +217,10 @@ def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf, fresh=Fals
 
 
 @njit(cache=True, nogil=True)
-def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, last):
+def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_size, first, last):
     """Units ``first .. last`` of out (N, C_out, OD, OH, OW), the grouped conv of x (N, C, D, H, W)
     with w (C_out, Cg, KD, KH, KW); ``phase`` from :func:`_phase_shape`.  A unit is a block of
-    up to OUTPUT_BLOCK output channels of one group for up to ``images`` images: the group's
+    up to ``block_size`` output channels of one group for up to ``images`` images: the group's
     input planes are moved into their phases once for the whole block, the images' one after
     another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and the block's outputs
     are summed 8, 4, 2 or 1 at a time over runs of positions in registers
@@ -228,7 +228,7 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     out_per_group = out_channels // groups
-    blocks = -(-out_per_group // OUTPUT_BLOCK)
+    blocks = -(-out_per_group // block_size)
     hq, wq = phase[1], phase[2]
     image = phase[0] * hq * wq  # an image's share of each phase
     stacked = np.array((images * phase[0], hq, wq))  # the phases with the images one after another
@@ -239,13 +239,13 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, first, 
     row = (images - 1) * image + last_output + lanes  # acc's row
     plane = _buffer_size(stride, phase, images, offsets, last_output) + lanes
     xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
-    acc = np.empty(min(OUTPUT_BLOCK, out_per_group) * row, dtype=x.dtype)
+    acc = np.empty(min(block_size, out_per_group) * row, dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     for unit in range(first, last):
         stack, g, block = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
-        n0, o0 = stack * images, g * out_per_group + block * OUTPUT_BLOCK
-        nb, count = min(images, x.shape[0] - n0), min(OUTPUT_BLOCK, (g + 1) * out_per_group - o0)
+        n0, o0 = stack * images, g * out_per_group + block * block_size
+        nb, count = min(images, x.shape[0] - n0), min(block_size, (g + 1) * out_per_group - o0)
         length = (nb - 1) * image + last_output
         for c in range(cg):
             for b in range(nb):  # image b's part of each phase starts b * image in
@@ -383,7 +383,7 @@ class Depthwise(Algorithm):
         if depthwise_same.applies(geom):
             return sum(table.nbytes for table in depthwise_same.taps(geom)[:3])
         phases = math.prod(geom.stride) * math.prod(_phase_shape(geom))  # a plane in its stride phases
-        forward = (geom.in_per_group + min(OUTPUT_BLOCK, geom.out_per_group)) * _images(geom) * phases
+        forward = (geom.in_per_group + min(_output_block(geom), geom.out_per_group)) * _images(geom) * phases
         adjoint = (2 * geom.out_per_group + min(OUTPUT_BLOCK, geom.in_per_group)) * phases
         threads = min(get_num_threads(), _units(geom))
         return int(threads * max(forward, adjoint) * geom.dtype.itemsize)
@@ -396,7 +396,8 @@ class Depthwise(Algorithm):
             depthwise_same.run(x, weight, out, geom, get_num_threads())
             return
         inp, w, outp = _shapes_3d(geom)
-        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, _units(geom), (_images(geom),))
+        _run(flat_kernel, (x.reshape(inp), weight.reshape(w), out.reshape(outp)), geom, _units(geom),
+             (_images(geom), _output_block(geom)))
 
     def weight_gradient(self, x, grad, geom):
         """The direct kernel's backward: :func:`weight_gradient`."""
@@ -419,9 +420,34 @@ def _images(geom):
     return max(1, min(geom.batch, STACK_VALUES // math.prod(_phase_shape(geom))))
 
 
+def _output_block(geom):
+    """Output channels of one group a forward unit computes: OUTPUT_BLOCK, or with more than
+    GroupedDirect.MAX_IN_PER_GROUP input channels per group, a thread's share (each unit moves every input
+    plane of its group: ResNet-50's 512-channel 3x3/2 layer at batch 1 ran 1.28 ms in blocks
+    of 256, 1.39 in blocks of 128, 1.46 in blocks of 32; its 256-channel one 1.16 in 128s)."""
+    if geom.in_per_group <= GroupedDirect.MAX_IN_PER_GROUP:
+        return OUTPUT_BLOCK
+    return max(OUTPUT_BLOCK, -(-geom.out_per_group // get_num_threads()))
+
+
+def runs_own_backward(geom):
+    """Whether the direct kernel's own backward -- its adjoint :func:`input_gradient` and its
+    :func:`weight_gradient` -- serves ``geom``: up to GroupedDirect.MAX_IN_PER_GROUP input
+    channels per group.  Beyond, where the forward runs in wide blocks (:func:`_output_block`),
+    the two, still in blocks of OUTPUT_BLOCK, ran 3.3x and 1.6-2x slower than conv_transpose
+    and im2col's weight gradient on ResNet-50's 256- and 512-channel 3x3/2 layers at batch 1."""
+    return geom.in_per_group <= GroupedDirect.MAX_IN_PER_GROUP
+
+
+def _planes_bytes(geom):
+    """Bytes of a group's input planes for a stack of images, in their stride phases."""
+    return (geom.in_per_group * _images(geom) * math.prod(geom.stride) * math.prod(_phase_shape(geom))
+            * geom.dtype.itemsize)
+
+
 def _units(geom):
     """The forward kernel's units: per stack of images, group and block of output channels."""
-    return -(-geom.batch // _images(geom)) * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK)
+    return -(-geom.batch // _images(geom)) * geom.groups * -(-geom.out_per_group // _output_block(geom))
 
 
 def _seconds(geom):
@@ -434,14 +460,15 @@ def _seconds(geom):
     def moves(planes, size):
         return planes * (SECONDS_PER_PLANE + math.prod(size) * SECONDS_PER_PLANE_VALUE)
 
+    block = _output_block(geom)
     blocks = 0.0  # a group's outputs, each block's weighted by its speed
-    for first in range(0, geom.out_per_group, OUTPUT_BLOCK):
-        left = min(OUTPUT_BLOCK, geom.out_per_group - first)
+    for first in range(0, geom.out_per_group, block):
+        left = min(block, geom.out_per_group - first)
         while left:
             ob = register_block.fit(left)
             blocks, left = blocks + ob / BLOCK_SPEED[ob], left - ob
     per_output = geom.batch * math.prod(_phase_shape(geom)) * geom.in_per_group * math.prod(geom.kernel)
-    inputs = geom.batch * geom.groups * -(-geom.out_per_group // OUTPUT_BLOCK) * geom.in_per_group
+    inputs = geom.batch * geom.groups * -(-geom.out_per_group // block) * geom.in_per_group
     copies = moves(inputs, geom.in_size) + moves(geom.batch * geom.out_channels, geom.out_size)
     return geom.groups * blocks * per_output / MACS_PER_SECOND + copies / get_num_threads()
 
@@ -473,11 +500,27 @@ class GroupedDirect(Depthwise):
 
     name = "grouped"
     MAX_IN_PER_GROUP = 64
+    # With more input channels per group, a stack's input planes in their stride phases at most
+    # this: they stay in L2 while every output passes (ResNet-50's 512-channel 3x3/2 layer at
+    # batch 1, 0.56 MB, ran 1.2x faster than on im2col; at batch 8, 4.5 MB, 2.3x slower); and at
+    # least MAX_IN_PER_GROUP outputs a group, over which a unit's move of them is spread (a
+    # transposed 96 -> 3 3x3/2 layer's phases, 96 in and 3 out, ran its sub-pixel path 1.5x
+    # slower than col2im on this kernel).
+    MAX_PLANES_BYTES = 2**20
 
     def why_unsupported(self, geom):
-        if geom.in_per_group > self.MAX_IN_PER_GROUP:
-            return f"it takes at most {self.MAX_IN_PER_GROUP} input channels per group, got {geom.in_per_group}"
+        if geom.in_per_group > self.MAX_IN_PER_GROUP and (geom.out_per_group < self.MAX_IN_PER_GROUP
+                                                          or _planes_bytes(geom) > self.MAX_PLANES_BYTES):
+            return (f"it takes at most {self.MAX_IN_PER_GROUP} input channels per group, or more with at least "
+                    f"{self.MAX_IN_PER_GROUP} outputs per group whose planes (a stack of images', in their stride "
+                    f"phases) fit in {self.MAX_PLANES_BYTES} bytes; got {geom.in_per_group} in, "
+                    f"{geom.out_per_group} out, {_planes_bytes(geom)} bytes")
         return self._why_not_rank(geom)
+
+    def weight_gradient_seconds(self, geom):
+        """The forward's, where its own backward serves (:func:`runs_own_backward`); else never
+        below im2col's."""
+        return super().weight_gradient_seconds(geom) if runs_own_backward(geom) else math.inf
 
     def why_not_auto(self, geom):
         """Besides its planes' scratch (:meth:`Depthwise.why_not_auto`): a 1x1 kernel without
