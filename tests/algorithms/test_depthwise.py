@@ -251,6 +251,7 @@ def test_stride_2_rows_copied_in_pairs(rng, width, padding):
 
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((2, 16, 40, 40), (16, 16, 3, 3), dict(padding=1, stride=2, groups=1)),  # one group: a block per thread
+    ((1, 96, 12, 12), (100, 96, 3, 3), dict(padding=1, stride=2, groups=1)),  # wide blocks: a thread's outputs
     ((3, 64, 14, 14), (64, 4, 3, 3), dict(padding=1, groups=16)),  # stacked images
     ((2, 8, 31, 29), (24, 1, 3, 3), dict(padding=1, stride=2, groups=8)),  # depthwise, multiplier 3
     ((1, 2, 40, 40), (48, 1, 3, 3), dict(padding=1, stride=2, groups=2)),  # the input gradient's buffers the largest
