@@ -422,9 +422,10 @@ def _images(geom):
 
 def _output_block(geom):
     """Output channels of one group a forward unit computes: OUTPUT_BLOCK, or with more than
-    GroupedDirect.MAX_IN_PER_GROUP input channels per group, a thread's share (each unit moves every input
-    plane of its group: ResNet-50's 512-channel 3x3/2 layer at batch 1 ran 1.28 ms in blocks
-    of 256, 1.39 in blocks of 128, 1.46 in blocks of 32; its 256-channel one 1.16 in 128s)."""
+    GroupedDirect.MAX_IN_PER_GROUP input channels per group, a thread's share (each unit moves
+    every input plane of its group: ResNet-50's 512-channel 3x3/2 layer at batch 1 ran 1.28 ms
+    in blocks of 256, 1.39 in blocks of 128, 1.46 in blocks of 32; its 256-channel one 1.16 in
+    128s)."""
     if geom.in_per_group <= GroupedDirect.MAX_IN_PER_GROUP:
         return OUTPUT_BLOCK
     return max(OUTPUT_BLOCK, -(-geom.out_per_group // get_num_threads()))
