@@ -1,7 +1,9 @@
-"""run_pieces: every piece runs once; small work stays on the calling thread, in one piece; BLAS limited while split."""
+"""run_pieces: every piece runs once; small work stays on the calling thread, in one piece; BLAS limited while split;
+helpers that spin or sleep between calls, shared by calls from several threads."""
 
 import gc
 import threading
+import time
 import weakref
 
 import numba
@@ -11,7 +13,8 @@ import pytest
 import npconv
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from npconv.parallel import SPLIT_ABOVE_SECONDS, _executor, run_pieces, single_threaded_blas, split, threads_for
+from npconv import parallel
+from npconv.parallel import SPLIT_ABOVE_SECONDS, run_pieces, single_threaded_blas, split, threads_for
 
 
 @pytest.mark.parametrize("count, parts", [(10, 3), (2, 5), (0, 2), (7, 1)])
@@ -65,17 +68,28 @@ def test_a_pieces_exception_is_raised_once_every_piece_has_run():
     assert sorted(done) == [0, 1, 3, 4, 5]
 
 
+def busy_helpers():
+    """Keep every helper on a piece of another thread's call until the returned event is set."""
+    helpers = numba.config.NUMBA_NUM_THREADS - 1
+    busy, release = threading.Barrier(helpers + 2, timeout=10), threading.Event()
+
+    def block(piece):
+        busy.wait()
+        release.wait(10)
+
+    other = threading.Thread(target=run_pieces, args=(block, list(range(helpers + 1))), kwargs={"seconds": 1.0})
+    other.start()
+    busy.wait()  # the other thread and every helper each hold one of its pieces
+    return release, other
+
+
 def test_a_late_helper_keeps_nothing_of_the_call_alive():
-    """With the helper busy, the caller runs every piece itself and returns; the helper's
-    queued task, which runs later, must not hold the work's arrays (conv_backward's peak
-    memory grew by a phase output per queued task on a loaded machine)."""
-    if npconv.get_num_threads() < 2:
-        pytest.skip("needs a helper thread")
-    helpers = numba.config.NUMBA_NUM_THREADS - 1  # as many as _executor has: every one kept busy
-    busy, release = threading.Barrier(helpers + 1, timeout=10), threading.Event()
-    for _ in range(helpers):
-        _executor().submit(lambda: (busy.wait(), release.wait(10)))
-    busy.wait()
+    """With every helper busy, the caller runs every piece itself and returns; a helper that
+    comes to the call later must not find it, nor hold the work's arrays (conv_backward's
+    peak memory grew by a phase output per late helper on a loaded machine)."""
+    if npconv.get_num_threads() < 2 or npconv.get_num_threads() < numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs every helper thread")
+    release, other = busy_helpers()
     try:
         held = np.zeros(1000)
         alive = weakref.ref(held)
@@ -86,9 +100,87 @@ def test_a_late_helper_keeps_nothing_of_the_call_alive():
         run_pieces(work, [0, 1], seconds=1.0)
         del held, work
         gc.collect()
-        assert alive() is None
+        assert alive() is None and not parallel._open_calls
     finally:
         release.set()
+        other.join(10)
+
+
+def two_at_once():
+    """Pieces that each wait until two of them run at the same time: they finish only if a
+    helper takes one while the caller runs another."""
+    barrier, threads = threading.Barrier(2, timeout=10), []
+
+    def work(piece):
+        threads.append(threading.get_ident())
+        barrier.wait()
+
+    return work, threads
+
+
+def test_a_helper_asleep_is_woken_by_the_next_call(monkeypatch):
+    """Past SPIN_SECONDS without work a helper sleeps; a call then wakes it."""
+    if npconv.get_num_threads() < 2:
+        pytest.skip("needs a helper thread")
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 1e-6)
+    work, _ = two_at_once()
+    run_pieces(work, [0, 1], seconds=1.0)  # the helpers exist and have worked
+    deadline = time.monotonic() + 10
+    while parallel._sleeping[0] < len(parallel._helpers) and time.monotonic() < deadline:
+        time.sleep(1e-3)
+    assert parallel._sleeping[0] == len(parallel._helpers) >= 1
+    work, threads = two_at_once()
+    run_pieces(work, [0, 1], seconds=1.0)
+    assert len(set(threads)) == 2 and threading.get_ident() in threads
+
+
+def test_the_caller_waits_past_its_spin_for_a_long_piece(monkeypatch):
+    """A helper's piece outlasting the caller's spin: the call returns only once it is done."""
+    if npconv.get_num_threads() < 2:
+        pytest.skip("needs a helper thread")
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 1e-5)
+    done, barrier = [], threading.Barrier(2, timeout=10)
+
+    def work(piece):
+        barrier.wait()  # one piece on each thread
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.05)
+        done.append(piece)
+
+    run_pieces(work, [0, 1], seconds=1.0)
+    assert sorted(done) == [0, 1]
+
+
+def test_calls_from_several_threads_each_run_every_piece_once():
+    """Calls posted at once from several Python threads share the helpers; a piece may make a
+    call of its own."""
+    results, errors = {}, []
+
+    def caller(index):
+        try:
+            for round_ in range(20):
+                out = np.zeros(6)
+
+                def work(piece, out=out):
+                    if piece == 5:  # nested: a piece's own pieces
+                        inner = np.zeros(3)
+                        run_pieces(lambda i: inner.__setitem__(i, 1.0), [0, 1, 2], seconds=1.0)
+                        out[piece] += inner.sum() - 2.0
+                    else:
+                        out[piece] += 1.0
+
+                run_pieces(work, list(range(6)), seconds=1.0)
+                results[index, round_] = out.copy()
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    callers = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(60)
+    assert not errors
+    assert len(results) == 80 and all(np.array_equal(out, np.ones(6)) for out in results.values())
 
 
 def test_small_work_is_cut_into_one_piece():
