@@ -2,6 +2,7 @@
 helpers that spin or sleep between calls, shared by calls from several threads."""
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -132,6 +133,25 @@ def test_a_helper_asleep_is_woken_by_the_next_call(monkeypatch):
     work, threads = two_at_once()
     run_pieces(work, [0, 1], seconds=1.0)
     assert len(set(threads)) == 2 and threading.get_ident() in threads
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_helpers_of_its_own():
+    """The parent's helpers do not exist in a forked child: its calls must start new ones."""
+    if npconv.get_num_threads() < 2:
+        pytest.skip("needs a helper thread")
+    work, _ = two_at_once()
+    run_pieces(work, [0, 1], seconds=1.0)  # the parent's helpers exist
+    pid = os.fork()
+    if not pid:
+        try:
+            work, threads = two_at_once()
+            run_pieces(work, [0, 1], seconds=1.0)
+            os._exit(0 if len(set(threads)) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_caller_waits_past_its_spin_for_a_long_piece(monkeypatch):

@@ -14,6 +14,7 @@ pieces are worth sharing from tens of microseconds of work on (OpenMP runtimes, 
 among them, spin the same way).
 """
 
+import os
 import threading
 import time
 
@@ -197,6 +198,19 @@ def _helper():
 _helpers = []
 _helpers_lock = threading.Lock()
 _spins_per_second = []
+
+
+def _forget_helpers():
+    """In a forked child: the helpers did not come along (only the forking thread does), nor
+    did the calls they served, and a lock may have been held by one of them."""
+    global _lock, _helpers_lock
+    _lock, _helpers_lock = threading.Condition(), threading.Lock()
+    _open_calls.clear()
+    _open_count[0] = _sleeping[0] = 0
+    _helpers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
 
 
 def _start_helpers():
