@@ -55,10 +55,10 @@ from .base import COPY_BYTES_PER_SECOND
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 DEFAULT_MAX_ENTRIES = 1024
-# Weights of this many bytes or more are compared on every thread: on this VM a 2 MB weight took
-# 158 us on one thread and 217 on two (a helper wakes 50-130 us after being called), an 8 MB one
-# 565 and 461, a 9 MB one 666 and 500.
-SPLIT_CHECK_BYTES = 4 * 2**20
+# Weights of this many bytes or more are compared on every thread: on this VM, a helper spinning
+# for work (:mod:`..parallel`), 1 MB took 44 us on one thread and 85 on two, 2 MB 140 and 104,
+# 9.4 MB 655 and 440.  (With helpers that slept between calls, 2 MB took 217 us on two.)
+SPLIT_CHECK_BYTES = 3 * 2**19
 # Words compared before the whole weight: any two different weights a network holds, or one
 # weight before and after a step, almost surely differ in them.
 HEAD_WORDS = 8
