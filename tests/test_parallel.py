@@ -3,6 +3,8 @@ helpers that spin or sleep between calls, shared by calls from several threads."
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -42,6 +44,20 @@ def test_small_work_runs_on_the_calling_thread(seconds, on_caller_only):
     run_pieces(work, [(0, 1), (1, 2)], seconds=seconds)
     assert sorted(done) == [(0, 1), (1, 2)]
     assert (threads == {threading.get_ident()}) == on_caller_only
+
+
+def test_a_one_core_process_runs_every_piece_on_the_calling_thread():
+    """With one thread there are no helpers: pieces, even unmodelled ones, run on the caller."""
+    script = (
+        "import threading, npconv\n"
+        "from npconv.parallel import run_pieces, _helpers\n"
+        "seen = set()\n"
+        "run_pieces(lambda piece: seen.add(threading.get_ident()), [0, 1, 2])\n"
+        "assert seen == {threading.get_ident()} and not _helpers, (seen, _helpers)\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_every_piece_runs_once_with_more_pieces_than_threads():

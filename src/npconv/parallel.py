@@ -92,11 +92,12 @@ def run_pieces(work, pieces, seconds=None):
     every piece has run.
     """
     with single_threaded_blas():
-        if len(pieces) <= 1 or (seconds is not None and seconds < SPLIT_ABOVE_SECONDS):
+        helpers = min(len(pieces), get_num_threads()) - 1
+        if helpers < 1 or (seconds is not None and seconds < SPLIT_ABOVE_SECONDS):
             for piece in pieces:
                 work(piece)
             return
-        call = _Call(work, pieces, helpers=min(len(pieces), get_num_threads()) - 1)
+        call = _Call(work, pieces, helpers)
         _post(call)
         done = call.take_pieces()
         # Spin until the helpers' pieces are done too; past SPIN_SECONDS, in short sleeps.
