@@ -160,8 +160,8 @@ def run(x, kernel, geom, grid, starts, offsets, counts):
     def padded_input():
         """The grid's padded input (N, Hp, Wp, C_in), the calling thread's copy."""
         if not hasattr(copies, "xp"):
-            copies.xp = np.zeros((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)
-            to_channels_last(x, copies.xp, 0, top, left, 0, geom.batch * geom.in_size[0])
+            copies.xp = np.empty((geom.batch, rows, cols, geom.in_channels), dtype=geom.dtype)
+            _zero_bordered_copy(x, copies.xp, top, left)
         return copies.xp
 
     def work(piece):
@@ -173,6 +173,14 @@ def run(x, kernel, geom, grid, starts, offsets, counts):
     spans = split(tiles, _spans(threads_for(seconds)))
     run_pieces(work, [(span, row) for row in (0, 1) for span in spans], seconds=seconds)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _zero_bordered_copy(x, xp, top, left):
+    """x (N, C, H, W) into xp (N, Hp, Wp, C) at ``(top, left)``, zeros around it: zeroed here, not
+    by np.zeros, which fills it holding the GIL the other threads wait for."""
+    xp[:] = 0
+    to_channels_last(x, xp, 0, top, left, 0, x.shape[0] * x.shape[2])
 
 
 @njit(cache=True, nogil=True)

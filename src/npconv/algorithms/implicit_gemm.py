@@ -152,8 +152,8 @@ def kernel(x, packed, chunks, group_starts, out, kernel_hw, stride, dilation, pa
     wide, ``depth`` values apart; then, chunk by chunk, its outputs in blocks of POSITIONS
     (their input offsets in a table, one after another across rows and images, the last
     block's tail repeating the last), moved transposed into ``out`` row by row.  The thread's
-    buffers: ``slab`` (images, rows, width_p, depth) zeros, ``positions`` and ``sums`` as
-    :func:`_buffers` makes them."""
+    buffers: ``slab`` (images, rows, width_p, depth), zeroed here, ``positions`` and ``sums``
+    as :func:`_buffers` makes them."""
     batch, channels, height = x.shape[0], x.shape[1], x.shape[2]
     out_channels, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = kernel_hw[0], kernel_hw[1]
@@ -161,6 +161,7 @@ def kernel(x, packed, chunks, group_starts, out, kernel_hw, stride, dilation, pa
     taps, step = kh * kw, register_block.lanes(x.itemsize)
     band_rows, slab_rows, most = -(-out_h // bands), slab.shape[1], positions.size
     flat, image_values, row_values = slab.ravel(), slab_rows * width_p * depth, width_p * depth
+    flat[:] = 0  # here, not by np.zeros: NumPy fills it holding the GIL, which the other threads wait for
     x_taps, w_taps = np.empty(taps, dtype=np.int64), np.empty(taps, dtype=np.int64)
     for t in range(taps):
         x_taps[t] = (t // kw) * dilation[0] * row_values + (t % kw) * dilation[1] * depth
@@ -269,10 +270,10 @@ def _group_starts(out_channels, itemsize, groups):
 
 
 def _buffers(geom, images, bands):
-    """A thread's buffers: a unit's input rows, zeros (:func:`_slab_shape`); its outputs' input
-    offsets, whole blocks of them; their sums for one chunk (position, channel)."""
+    """A thread's buffers: a unit's input rows (:func:`_slab_shape`, zeroed by :func:`kernel`);
+    its outputs' input offsets, whole blocks of them; their sums for one chunk (position, channel)."""
     outputs = _block_positions(geom, images, bands)
-    return (np.zeros(_slab_shape(geom, images, bands), dtype=geom.dtype), np.empty(outputs, dtype=np.int64),
+    return (np.empty(_slab_shape(geom, images, bands), dtype=geom.dtype), np.empty(outputs, dtype=np.int64),
             np.empty(outputs * CHUNK_VECTORS * register_block.lanes(geom.dtype.itemsize), dtype=geom.dtype))
 
 
