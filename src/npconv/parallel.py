@@ -9,9 +9,10 @@ outside the pieces run single-threaded too (:class:`single_threaded_blas`).
 
 The helper threads are npconv's own.  Between calls each one spins for :data:`SPIN_SECONDS`,
 without the GIL, watching for the next call's pieces, and only then sleeps: on this VM a
-thread woken from sleep starts 50-130 us later, one that spins within a few us, so a layer's
-pieces are worth sharing from tens of microseconds of work on (OpenMP runtimes, PyTorch's
-among them, spin the same way).
+thread woken from sleep starts 50-130 us later, one that spins 25-30 us (the time it waits
+for the GIL while the caller starts on its own piece), so a layer's pieces are worth sharing
+from about a tenth of a millisecond of work on (OpenMP runtimes, PyTorch's among them, spin
+the same way).
 """
 
 import os
@@ -184,7 +185,7 @@ def _helper():
             call = _join()
         if call is not None:
             done = call.take_pieces()
-            unfinished, call = call.unfinished, None  # the call's arrays not held while spinning or asleep
+            unfinished, call = call.unfinished, None  # only its counter held while spinning or asleep
             continue
         found = _count_down_and_spin(unfinished, done, _open_count, False, _spins())
         done = 0
