@@ -63,6 +63,12 @@ OUTPUT_BLOCK = 32
 # this many positions: each unit and run has its set-up, and a 7x7 output's last run is mostly
 # columns computed for nothing (12 images of 7x7 planes, 3 of 14x14; 28x28 planes go one at a time).
 STACK_VALUES = 800
+# The forward kernel sums a block's outputs over about this many bytes of ``acc`` at a time,
+# whole rows of the phases, and moves them out while they are in L2: summed whole, a 112x112
+# plane's 32 outputs (1.65 MB) were in L3 by the time they moved out.  ResNet-50's stem on one
+# core took 1.90-1.91 ms at batch 1 and 16.2-17.0 at batch 8 that way, 1.79-1.84 and 15.0-15.3
+# in rows of 256 KB, 1.59-1.62 and 12.4 with no move at all (a timing hack).
+ACC_BYTES = 256 * 2**10
 
 
 def _phase_shape(geom):
@@ -196,24 +202,35 @@ def _move_plane(flat, base, xq, copies, sw, into_phases):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _move_output(flat, base, buf, offset, out_size, hq, wq, into_buf, fresh=False):
-    """Copy the output plane at ``base`` of the flattened ``flat`` (``out_size`` (OD, OH, OW))
-    into ``buf`` laid out like ``acc`` from ``offset`` on -- row ``(od, oh)`` at
-    ``offset + (od*Hq + oh)*Wq`` -- or with ``into_buf=False`` back out of it; rows as vectors
-    (:mod:`.vector_copy`).  A ``fresh`` buf, its sums stored just before, goes out value by
-    value: a masked load waits for the stores it overlaps to retire, where a scalar load takes
-    its value from the store (MobileNetV2's 576 -> 576 3x3/2 depthwise layer at batch 8 ran
-    1.3x slower with vectors)."""
+def _move_output(flat, base, buf, offset, out_size, hq, wq):
+    """Copy the output(-gradient) plane at ``base`` of the flattened ``flat`` (``out_size``
+    (OD, OH, OW)) into ``buf`` laid out like ``acc`` from ``offset`` on -- row ``(od, oh)`` at
+    ``offset + (od*Hq + oh)*Wq`` --, rows as vectors (:mod:`.vector_copy`).  (The forward's
+    sums go the other way a row at a time, :func:`_move_row`.)"""
     out_d, out_h, out_w = out_size[0], out_size[1], out_size[2]
     for line in range(out_d * out_h):
-        src, dst = base + line * out_w, offset + ((line // out_h) * hq + line % out_h) * wq
-        if into_buf:
-            vector_copy.copy(buf, dst, flat, src, out_w)
-        elif fresh:
-            for l in range(out_w):
-                flat[uint64(src + l)] = buf[uint64(dst + l)]
-        else:
-            vector_copy.copy(flat, src, buf, dst, out_w)
+        vector_copy.copy(buf, offset + ((line // out_h) * hq + line % out_h) * wq, flat, base + line * out_w, out_w)
+
+
+@njit(cache=True, nogil=True)
+def _acc_rows(block, wq, positions, itemsize):
+    """Rows of the phases (``wq`` positions each) the forward kernel sums ``block`` outputs
+    over at a time: about :data:`ACC_BYTES` of sums, at least one row, at most the rows of
+    the ``positions`` it sums in all."""
+    return min(max(1, ACC_BYTES // (block * wq * itemsize)), -(-positions // wq))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _move_row(flat, dst, acc, src, count, fresh):
+    """``flat[dst : dst + count] = acc[src : src + count]``, as vectors, or value by value where
+    ``fresh``: a masked load waits for the stores it overlaps to retire, where a scalar load takes
+    its value from the store (MobileNetV2's 576 -> 576 3x3/2 depthwise layer at batch 8 ran
+    1.3x slower with vectors, one output summed at a time)."""
+    if fresh:
+        for l in range(count):
+            flat[uint64(dst + l)] = acc[uint64(src + l)]
+    else:
+        vector_copy.copy(flat, dst, acc, src, count)
 
 
 @njit(cache=True, nogil=True)
@@ -224,7 +241,8 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
     input planes are moved into their phases once for the whole block, the images' one after
     another (a phase ``images`` times as deep, :data:`STACK_VALUES`), and the block's outputs
     are summed 8, 4, 2 or 1 at a time over runs of positions in registers
-    (:mod:`.register_block`), the last run of each block only as many vectors as it needs."""
+    (:mod:`.register_block`), the last run of each block only as many vectors as it needs, a
+    few rows of the phases at a time (:func:`_acc_rows`) whose outputs then move out."""
     out_channels, cg = w.shape[0], w.shape[1]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     out_per_group = out_channels // groups
@@ -236,10 +254,12 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
     weights, taps = w.reshape(w.size), offsets.size  # weight (o, c, t) at (o*cg + c)*taps + t
     last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
     lanes = register_block.lanes(x.itemsize)  # a run's last vector ends less than this past the last output
-    row = (images - 1) * image + last_output + lanes  # acc's row
+    block = min(block_size, out_per_group)
+    rows = _acc_rows(block, wq, (images - 1) * image + last_output, x.itemsize)  # summed at a time
+    row = rows * wq + lanes  # acc's row: an output's sums over those rows
     plane = _buffer_size(stride, phase, images, offsets, last_output) + lanes
     xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
-    acc = np.empty(min(block_size, out_per_group) * row, dtype=x.dtype)
+    acc = np.empty(block * row, dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     for unit in range(first, last):
@@ -251,12 +271,16 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
             for b in range(nb):  # image b's part of each phase starts b * image in
                 _move_plane(flat, ((n0 + b) * x.shape[1] + g * cg + c) * size, xp[c * plane + b * image :], copies,
                             stride[2], True)
-        register_block.sum_runs(count, length, xp, plane, offsets, cg, weights, o0 * cg * taps, cg * taps, taps, acc,
-                                row)
-        for j in range(count):
-            for b in range(nb):
-                _move_output(out_flat, ((n0 + b) * out_channels + o0 + j) * out_plane, acc[j * row :], b * image,
-                             out.shape[2:], hq, wq, False, count == 1)
+        for start in range(0, length, rows * wq):
+            stop = min(start + rows * wq, length)
+            register_block.sum_runs(count, stop - start, xp[start:], plane, offsets, cg, weights, o0 * cg * taps,
+                                    cg * taps, taps, acc, row)
+            for r in range(start // wq, -(-stop // wq)):  # the phases' rows, across the images
+                b, od, oh = r // (phase[0] * hq), (r // hq) % phase[0], r % hq
+                if oh < out_h and od < out_d:  # a row of outputs, not of the phases' padding
+                    for j in range(count):
+                        _move_row(out_flat, (((n0 + b) * out_channels + o0 + j) * out_d + od) * out_h * out_w
+                                  + oh * out_w, acc, j * row + r * wq - start, out_w, count == 1)
 
 
 @njit(cache=True, nogil=True)
@@ -289,7 +313,7 @@ def flat_input_gradient_kernel(grad, w, gx, groups, stride, dilation, pad, phase
         count = min(OUTPUT_BLOCK, cg - c0)
         for o in range(out_per_group):
             _move_output(grad_flat, (n * out_channels + g * out_per_group + o) * grad_plane, gp, o * gplane + reach,
-                         grad.shape[2:], hq, wq, True)
+                         grad.shape[2:], hq, wq)
         first_weight = (g * out_per_group * cg + c0) * taps  # w[g*Og, c0, 0]; input channel j at + j*taps
         register_block.sum_runs(count, total, gp, gplane, starts, out_per_group, weights, first_weight, taps,
                                 cg * taps, acc, row)
@@ -340,7 +364,7 @@ def flat_weight_gradient_kernel(x, grad, gw, groups, stride, dilation, pad, phas
             for j in range(count):
                 for b in range(nb):
                     _move_output(grad_flat, ((n0 + b) * out_channels + o0 + j) * grad_plane, gp[j * span :],
-                                 b * image, grad.shape[2:], hq, wq, True)
+                                 b * image, grad.shape[2:], hq, wq)
             # times the zeros of its dropped columns (a non-finite product there: see weight_gradient)
             for j in range(0, count, 3):  # three outputs' gradients at a time meet each input plane
                 ob = min(3, count - j)
@@ -376,7 +400,8 @@ class Depthwise(Algorithm):
     def workspace_bytes(self, geom):
         """Per busy thread, the largest of its kernels' buffers (the weight gradient's are the
         forward's for one image): the forward's group of input planes in their stride phases,
-        for a stack of images, and block of outputs laid out as ``acc``; the input gradient's
+        for a stack of images, and block of outputs laid out as ``acc`` (a bound: it holds
+        :func:`_acc_rows` rows of them at a time); the input gradient's
         group of output gradients, each behind a border up to a plane long, and block of input
         channels in their phases.  On :mod:`.depthwise_same`'s path, its offsets and masks (kept
         per geometry)."""
