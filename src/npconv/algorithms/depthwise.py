@@ -66,8 +66,11 @@ STACK_VALUES = 800
 # The forward kernel sums a block's outputs over about this many bytes of ``acc`` at a time,
 # whole rows of the phases, and moves them out while they are in L2: summed whole, a 112x112
 # plane's 32 outputs (1.65 MB) were in L3 by the time they moved out.  ResNet-50's stem on one
-# core took 1.90-1.91 ms at batch 1 and 16.2-17.0 at batch 8 that way, 1.79-1.84 and 15.0-15.3
-# in rows of 256 KB, 1.59-1.62 and 12.4 with no move at all (a timing hack).
+# core took 1.91-1.92 ms at batch 1 and 16.5 at batch 8 that way, 1.72-1.73 and 13.9-14.8 in
+# rows of 256 KB, 1.59-1.62 and 12.4 with no move at all (a timing hack).  The rows move out
+# row by row, each row's outputs together (plane by plane: 1.83-1.84 and 15.6-15.8), their
+# images and planes counted on from row to row: found by dividing, per row, the grouped group
+# of ``npconv bench`` measured 1.04 instead of 1.18.
 ACC_BYTES = 256 * 2**10
 
 
@@ -275,12 +278,18 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
             stop = min(start + rows * wq, length)
             register_block.sum_runs(count, stop - start, xp[start:], plane, offsets, cg, weights, o0 * cg * taps,
                                     cg * taps, taps, acc, row)
-            for r in range(start // wq, -(-stop // wq)):  # the phases' rows, across the images
-                b, od, oh = r // (phase[0] * hq), (r // hq) % phase[0], r % hq
+            first = start // wq  # the chunk's rows of the phases, across the images: row r at r*wq
+            b, od, oh = first // (phase[0] * hq), (first // hq) % phase[0], first % hq  # row first's
+            for r in range(first, -(-stop // wq)):  # (b, od, oh) counted on, not divided out per row
                 if oh < out_h and od < out_d:  # a row of outputs, not of the phases' padding
                     for j in range(count):
                         _move_row(out_flat, (((n0 + b) * out_channels + o0 + j) * out_d + od) * out_h * out_w
                                   + oh * out_w, acc, j * row + r * wq - start, out_w, count == 1)
+                oh += 1
+                if oh == hq:
+                    oh, od = 0, od + 1
+                    if od == phase[0]:
+                        od, b = 0, b + 1
 
 
 @njit(cache=True, nogil=True)
