@@ -257,12 +257,12 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
     weights, taps = w.reshape(w.size), offsets.size  # weight (o, c, t) at (o*cg + c)*taps + t
     last_output = ((out_d - 1) * hq + out_h - 1) * wq + out_w  # flat index of an image's last output, plus 1
     lanes = register_block.lanes(x.itemsize)  # a run's last vector ends less than this past the last output
-    block = min(block_size, out_per_group)
-    rows = _acc_rows(block, wq, (images - 1) * image + last_output, x.itemsize)  # summed at a time
+    most = min(block_size, out_per_group)  # outputs of a block
+    rows = _acc_rows(most, wq, (images - 1) * image + last_output, x.itemsize)  # summed at a time
     row = rows * wq + lanes  # acc's row: an output's sums over those rows
     plane = _buffer_size(stride, phase, images, offsets, last_output) + lanes
     xp = np.zeros(cg * plane, dtype=x.dtype)  # the group's input planes, in their phases
-    acc = np.empty(block * row, dtype=x.dtype)
+    acc = np.empty(most * row, dtype=x.dtype)
     copies, flat, size = _row_copies(x.shape[2:], stride, pad, phase, images), x.reshape(x.size), x[0, 0].size
     out_flat, out_plane = out.reshape(out.size), out[0, 0].size
     for unit in range(first, last):
@@ -278,9 +278,9 @@ def flat_kernel(x, w, out, groups, stride, dilation, pad, phase, images, block_s
             stop = min(start + rows * wq, length)
             register_block.sum_runs(count, stop - start, xp[start:], plane, offsets, cg, weights, o0 * cg * taps,
                                     cg * taps, taps, acc, row)
-            first = start // wq  # the chunk's rows of the phases, across the images: row r at r*wq
-            b, od, oh = first // (phase[0] * hq), (first // hq) % phase[0], first % hq  # row first's
-            for r in range(first, -(-stop // wq)):  # (b, od, oh) counted on, not divided out per row
+            top = start // wq  # the chunk's rows of the phases, across the images: row r at r*wq
+            b, od, oh = top // (phase[0] * hq), (top // hq) % phase[0], top % hq  # row top's
+            for r in range(top, -(-stop // wq)):  # (b, od, oh) counted on, not divided out per row
                 if oh < out_h and od < out_d:  # a row of outputs, not of the phases' padding
                     for j in range(count):
                         _move_row(out_flat, (((n0 + b) * out_channels + o0 + j) * out_d + od) * out_h * out_w
